@@ -1,0 +1,449 @@
+//! The embedded backend: one fjall database in the data directory, one keyspace per
+//! aggregate (named `key_value` after their layout), and group commit.
+//!
+//! Group commit: [`EmbeddedStore::apply`] writes a batch into fjall's journal and
+//! memtable at once (so it is visible) and registers a waiter; a dedicated thread
+//! fsyncs the journal for every waiter that has gathered since the last fsync and
+//! then wakes them all. Many writes share one fsync; none is acknowledged before it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use guildhall_domain::entity::*;
+use guildhall_domain::GuildState;
+use guildhall_model::id::{ChannelId, Id, MessageId};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::keys::*;
+use crate::{Durable, HistoryQuery, Mutation, Store, StoreError, StoreStats};
+
+#[derive(Clone, Debug)]
+pub struct EmbeddedStoreConfig {
+    /// Block cache size in bytes.
+    pub cache_bytes: u64,
+    /// Writes allowed to wait for one fsync before `apply` answers `Overloaded`.
+    pub max_pending_writes: usize,
+    /// Channels whose latest page is kept in memory.
+    pub latest_page_cache_channels: usize,
+}
+
+impl Default for EmbeddedStoreConfig {
+    fn default() -> Self {
+        EmbeddedStoreConfig { cache_bytes: 64 << 20, max_pending_writes: 100_000, latest_page_cache_channels: 4096 }
+    }
+}
+
+/// Size of the cached latest page; any `Latest` read up to this limit is served from it.
+const LATEST_PAGE: usize = 100;
+
+struct Keyspaces {
+    users: Keyspace,
+    applications: Keyspace,
+    guilds: Keyspace,
+    guild_role: Keyspace,
+    guild_channel: Keyspace,
+    guild_member: Keyspace,
+    guild_ban: Keyspace,
+    guild_invite: Keyspace,
+    guild_thread_member: Keyspace,
+    channel_message: Keyspace,
+    channel_pin: Keyspace,
+    meta: Keyspace,
+}
+
+/// Waiters for the next fsync. Guarded by one mutex that also serializes batch
+/// commits, so the order of waiters is the order of journal writes.
+struct Pending {
+    waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    shutdown: bool,
+}
+
+struct Inner {
+    db: Database,
+    ks: Keyspaces,
+    config: EmbeddedStoreConfig,
+    pending: Mutex<Pending>,
+    /// Wakes the group-commit thread when a waiter arrives or on shutdown.
+    wake: Condvar,
+    /// Per-channel write version, bumped whenever a batch touches the channel's
+    /// messages; the latest-page cache is valid only at the version it was read at.
+    versions: Mutex<HashMap<ChannelId, u64>>,
+    latest: Mutex<HashMap<ChannelId, (u64, Arc<[Message]>)>>,
+    history_reads: AtomicU64,
+    history_coalesced: AtomicU64,
+    batches: AtomicU64,
+    syncs: AtomicU64,
+}
+
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+    /// The group-commit thread; joined on drop after it drains every waiter.
+    committer: Option<JoinHandle<()>>,
+}
+
+fn engine(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Engine(e.to_string())
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    // Entities contain only maps with string keys and plain values; encoding
+    // cannot fail.
+    serde_json::to_vec(v).expect("entities always serialize")
+}
+
+fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl EmbeddedStore {
+    pub fn open(dir: &Path, config: EmbeddedStoreConfig) -> Result<EmbeddedStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(engine)?;
+        let db = Database::builder(dir.join("db")).cache_size(config.cache_bytes).open().map_err(engine)?;
+        let open = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(engine);
+        let ks = Keyspaces {
+            users: open("users")?,
+            applications: open("applications")?,
+            guilds: open("guilds")?,
+            guild_role: open("guild_role")?,
+            guild_channel: open("guild_channel")?,
+            guild_member: open("guild_member")?,
+            guild_ban: open("guild_ban")?,
+            guild_invite: open("guild_invite")?,
+            guild_thread_member: open("guild_thread_member")?,
+            channel_message: open("channel_message")?,
+            channel_pin: open("channel_pin")?,
+            meta: open("meta")?,
+        };
+        let inner = Arc::new(Inner {
+            db,
+            ks,
+            config,
+            pending: Mutex::new(Pending { waiters: Vec::new(), shutdown: false }),
+            wake: Condvar::new(),
+            versions: Mutex::new(HashMap::new()),
+            latest: Mutex::new(HashMap::new()),
+            history_reads: AtomicU64::new(0),
+            history_coalesced: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+        });
+        let thread_inner = inner.clone();
+        let committer = std::thread::Builder::new()
+            .name("group-commit".into())
+            .spawn(move || group_commit(thread_inner))
+            .map_err(engine)?;
+        Ok(EmbeddedStore { inner, committer: Some(committer) })
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).shutdown = true;
+        self.inner.wake.notify_all();
+        if let Some(t) = self.committer.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The group-commit loop: take every waiter gathered so far, fsync once, wake them.
+fn group_commit(inner: Arc<Inner>) {
+    loop {
+        let waiters = {
+            let mut p = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+            while p.waiters.is_empty() && !p.shutdown {
+                p = inner.wake.wait(p).unwrap_or_else(|p| p.into_inner());
+            }
+            if p.waiters.is_empty() && p.shutdown {
+                break;
+            }
+            std::mem::take(&mut p.waiters)
+        };
+        let result = inner.db.persist(PersistMode::SyncData);
+        inner.syncs.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "fsync failed; acknowledging nothing");
+        }
+        for w in waiters {
+            let _ = w.send(result.as_ref().map(|_| ()).map_err(|e| StoreError::Engine(e.to_string())));
+        }
+    }
+    let _ = inner.db.persist(PersistMode::SyncAll);
+}
+
+impl Inner {
+    fn write(&self, wb: &mut fjall::OwnedWriteBatch, m: Mutation, touched: &mut Vec<ChannelId>) -> Result<(), StoreError> {
+        let ks = &self.ks;
+        match m {
+            Mutation::PutUser(u) => wb.insert(&ks.users, k1(u.id.get()), enc(&u)),
+            Mutation::PutApplication(a) => wb.insert(&ks.applications, k1(a.id.get()), enc(&a)),
+            Mutation::PutGuild(g) => wb.insert(&ks.guilds, k1(g.id.get()), enc(&g)),
+            Mutation::DeleteGuild(g) => {
+                let g = g.get();
+                wb.remove(&ks.guilds, k1(g));
+                for space in [&ks.guild_role, &ks.guild_member, &ks.guild_ban, &ks.guild_invite, &ks.guild_thread_member] {
+                    self.remove_prefix(wb, space, &k1(g))?;
+                }
+                for kv in ks.guild_channel.prefix(k1(g)) {
+                    let key = kv.key().map_err(engine)?;
+                    let channel: ChannelId = Id::new(tail_u64(&key, 8));
+                    self.remove_channel_contents(wb, channel, touched)?;
+                    wb.remove(&ks.guild_channel, key);
+                }
+            }
+            Mutation::PutRole(g, r) => wb.insert(&ks.guild_role, k2(g.get(), r.id.get()), enc(&r)),
+            Mutation::DeleteRole(g, r) => wb.remove(&ks.guild_role, k2(g.get(), r.get())),
+            Mutation::PutChannel(c) => {
+                let g = c.guild_id.map_or(0, |g| g.get());
+                wb.insert(&ks.guild_channel, k2(g, c.id.get()), enc(&c));
+            }
+            Mutation::DeleteChannel(g, c) => {
+                wb.remove(&ks.guild_channel, k2(g.map_or(0, |g| g.get()), c.get()));
+                self.remove_channel_contents(wb, c, touched)?;
+            }
+            Mutation::PutMember(g, m) => wb.insert(&ks.guild_member, k2(g.get(), m.user_id.get()), enc(&m)),
+            Mutation::DeleteMember(g, u) => wb.remove(&ks.guild_member, k2(g.get(), u.get())),
+            Mutation::PutBan(g, b) => wb.insert(&ks.guild_ban, k2(g.get(), b.user_id.get()), enc(&b)),
+            Mutation::DeleteBan(g, u) => wb.remove(&ks.guild_ban, k2(g.get(), u.get())),
+            Mutation::PutInvite(i) => {
+                let g = i.guild_id.map_or(0, |g| g.get());
+                wb.insert(&ks.guild_invite, prefixed_str(g, &i.code), enc(&i));
+            }
+            Mutation::DeleteInvite(g, code) => wb.remove(&ks.guild_invite, prefixed_str(g.map_or(0, |g| g.get()), &code)),
+            Mutation::PutThreadMember(g, tm) => wb.insert(
+                &ks.guild_thread_member,
+                k3(g.get(), tm.thread_id.get(), tm.user_id.get()),
+                enc(&tm),
+            ),
+            Mutation::DeleteThreadMember(g, t, u) => wb.remove(&ks.guild_thread_member, k3(g.get(), t.get(), u.get())),
+            Mutation::PutMessage(msg) => {
+                let key = k2(msg.channel_id.get(), msg.id.get());
+                match msg.pinned_at {
+                    Some(at) if msg.pinned => wb.insert(&ks.channel_pin, key, at.as_ms().to_be_bytes()),
+                    _ => wb.remove(&ks.channel_pin, key),
+                }
+                touched.push(msg.channel_id);
+                wb.insert(&ks.channel_message, key, enc(&msg));
+            }
+            Mutation::DeleteMessage(c, id) => {
+                let key = k2(c.get(), id.get());
+                wb.remove(&ks.channel_message, key);
+                wb.remove(&ks.channel_pin, key);
+                touched.push(c);
+            }
+            Mutation::PutMeta(k, v) => wb.insert(&ks.meta, k.as_bytes(), v),
+        }
+        Ok(())
+    }
+
+    fn remove_prefix(&self, wb: &mut fjall::OwnedWriteBatch, space: &Keyspace, prefix: &[u8]) -> Result<(), StoreError> {
+        for kv in space.prefix(prefix) {
+            wb.remove(space, kv.key().map_err(engine)?);
+        }
+        Ok(())
+    }
+
+    fn remove_channel_contents(&self, wb: &mut fjall::OwnedWriteBatch, c: ChannelId, touched: &mut Vec<ChannelId>) -> Result<(), StoreError> {
+        self.remove_prefix(wb, &self.ks.channel_message, &k1(c.get()))?;
+        self.remove_prefix(wb, &self.ks.channel_pin, &k1(c.get()))?;
+        touched.push(c);
+        Ok(())
+    }
+
+    fn scan_all<T: DeserializeOwned>(&self, space: &Keyspace, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        for kv in space.prefix(prefix) {
+            out.push(dec(&kv.value().map_err(engine)?)?);
+        }
+        Ok(out)
+    }
+
+    fn version(&self, c: ChannelId) -> u64 {
+        self.versions.lock().unwrap_or_else(|p| p.into_inner()).get(&c).copied().unwrap_or(0)
+    }
+
+    /// Reads a page from the engine, newest first.
+    fn read_page(&self, channel: ChannelId, query: HistoryQuery, limit: usize) -> Result<Vec<Message>, StoreError> {
+        self.history_reads.fetch_add(1, Ordering::Relaxed);
+        let c = channel.get();
+        let space = &self.ks.channel_message;
+        let collect = |iter: &mut dyn Iterator<Item = fjall::Guard>, n: usize| -> Result<Vec<Message>, StoreError> {
+            let mut out = Vec::with_capacity(n.min(100));
+            for kv in iter.take(n) {
+                out.push(dec(&kv.value().map_err(engine)?)?);
+            }
+            Ok(out)
+        };
+        Ok(match query {
+            HistoryQuery::Latest => collect(&mut space.prefix(k1(c)).rev(), limit)?,
+            HistoryQuery::Before(id) => collect(&mut space.range(k2(c, 0)..k2(c, id.get())).rev(), limit)?,
+            HistoryQuery::After(id) => {
+                let end = if c == u64::MAX { k2(c, u64::MAX) } else { k2(c + 1, 0) };
+                let mut page = collect(&mut space.range(k2(c, id.get().saturating_add(1))..end), limit)?;
+                page.reverse();
+                page
+            }
+            HistoryQuery::Around(id) => {
+                let before_n = limit / 2;
+                let after_n = limit - before_n;
+                let end = if c == u64::MAX { k2(c, u64::MAX) } else { k2(c + 1, 0) };
+                let mut after = collect(&mut space.range(k2(c, id.get())..end), after_n)?;
+                after.reverse();
+                let before = collect(&mut space.range(k2(c, 0)..k2(c, id.get())).rev(), before_n)?;
+                after.extend(before);
+                after
+            }
+        })
+    }
+}
+
+impl Store for EmbeddedStore {
+    fn apply(&self, batch: Vec<Mutation>) -> Durable {
+        let inner = &*self.inner;
+        let mut pending = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.shutdown {
+            return Durable::ready(Err(StoreError::Closed));
+        }
+        if pending.waiters.len() >= inner.config.max_pending_writes {
+            return Durable::ready(Err(StoreError::Overloaded));
+        }
+        let mut wb = inner.db.batch();
+        let mut touched = Vec::new();
+        for m in batch {
+            if let Err(e) = inner.write(&mut wb, m, &mut touched) {
+                return Durable::ready(Err(e));
+            }
+        }
+        if let Err(e) = wb.commit() {
+            return Durable::ready(Err(engine(e)));
+        }
+        inner.batches.fetch_add(1, Ordering::Relaxed);
+        if !touched.is_empty() {
+            let mut versions = inner.versions.lock().unwrap_or_else(|p| p.into_inner());
+            for c in touched {
+                *versions.entry(c).or_insert(0) += 1;
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        pending.waiters.push(tx);
+        drop(pending);
+        inner.wake.notify_one();
+        Durable::waiting(rx)
+    }
+
+    fn load_users(&self) -> Result<Vec<User>, StoreError> {
+        self.inner.scan_all(&self.inner.ks.users, &[])
+    }
+
+    fn load_applications(&self) -> Result<Vec<Application>, StoreError> {
+        self.inner.scan_all(&self.inner.ks.applications, &[])
+    }
+
+    fn load_guilds(&self) -> Result<Vec<GuildState>, StoreError> {
+        let inner = &*self.inner;
+        let guilds: Vec<Guild> = inner.scan_all(&inner.ks.guilds, &[])?;
+        let mut out = Vec::with_capacity(guilds.len());
+        for g in guilds {
+            let prefix = k1(g.id.get());
+            let mut state = GuildState::new(g);
+            for r in inner.scan_all::<Role>(&inner.ks.guild_role, &prefix)? {
+                state.roles.insert(r.id, r);
+            }
+            for c in inner.scan_all::<Channel>(&inner.ks.guild_channel, &prefix)? {
+                state.channels.insert(c.id, c);
+            }
+            for m in inner.scan_all::<Member>(&inner.ks.guild_member, &prefix)? {
+                state.members.insert(m.user_id, m);
+            }
+            for b in inner.scan_all::<Ban>(&inner.ks.guild_ban, &prefix)? {
+                state.bans.insert(b.user_id, b);
+            }
+            for i in inner.scan_all::<Invite>(&inner.ks.guild_invite, &prefix)? {
+                state.invites.insert(i.code.clone(), i);
+            }
+            for tm in inner.scan_all::<ThreadMember>(&inner.ks.guild_thread_member, &prefix)? {
+                state.thread_members.entry(tm.thread_id).or_default().insert(tm.user_id, tm);
+            }
+            out.push(state);
+        }
+        Ok(out)
+    }
+
+    fn load_private_channels(&self) -> Result<Vec<Channel>, StoreError> {
+        self.inner.scan_all(&self.inner.ks.guild_channel, &k1(0))
+    }
+
+    fn message(&self, channel: ChannelId, id: MessageId) -> Result<Option<Message>, StoreError> {
+        match self.inner.ks.channel_message.get(k2(channel.get(), id.get())).map_err(engine)? {
+            Some(v) => Ok(Some(dec(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn messages(&self, channel: ChannelId, query: HistoryQuery, limit: usize) -> Result<Arc<[Message]>, StoreError> {
+        let inner = &*self.inner;
+        let limit = limit.clamp(1, LATEST_PAGE);
+        if query != HistoryQuery::Latest {
+            return Ok(inner.read_page(channel, query, limit)?.into());
+        }
+        let version = inner.version(channel);
+        if let Some((v, page)) = inner.latest.lock().unwrap_or_else(|p| p.into_inner()).get(&channel) {
+            if *v == version {
+                inner.history_coalesced.fetch_add(1, Ordering::Relaxed);
+                return Ok(page[..limit.min(page.len())].into());
+            }
+        }
+        let page: Arc<[Message]> = inner.read_page(channel, HistoryQuery::Latest, LATEST_PAGE)?.into();
+        // Cache only if no write to the channel became visible during the read.
+        if inner.version(channel) == version {
+            let mut cache = inner.latest.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= inner.config.latest_page_cache_channels {
+                cache.clear();
+            }
+            cache.insert(channel, (version, page.clone()));
+        }
+        Ok(page[..limit.min(page.len())].into())
+    }
+
+    fn pinned_messages(&self, channel: ChannelId) -> Result<Vec<Message>, StoreError> {
+        let inner = &*self.inner;
+        let mut pins = Vec::new();
+        for kv in inner.ks.channel_pin.prefix(k1(channel.get())) {
+            let (k, v) = kv.into_inner().map_err(engine)?;
+            let at = if v.len() == 8 { tail_u64(&v, 0) } else { 0 };
+            pins.push((at, tail_u64(&k, 8)));
+        }
+        pins.sort_unstable_by(|a, b| b.cmp(a));
+        let mut out = Vec::with_capacity(pins.len());
+        for (_, id) in pins {
+            if let Some(m) = self.message(channel, Id::new(id))? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.inner.ks.meta.get(key.as_bytes()).map_err(engine)?.map(|v| v.to_vec()))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.persist(PersistMode::SyncAll).map_err(engine)
+    }
+
+    fn stats(&self) -> StoreStats {
+        let i = &*self.inner;
+        StoreStats {
+            history_reads: i.history_reads.load(Ordering::Relaxed),
+            history_coalesced: i.history_coalesced.load(Ordering::Relaxed),
+            batches: i.batches.load(Ordering::Relaxed),
+            syncs: i.syncs.load(Ordering::Relaxed),
+        }
+    }
+}
