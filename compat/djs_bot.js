@@ -321,13 +321,21 @@ async function scenario(client, journal) {
     } catch (e) {
       report('resume_replay', false, errtext(e));
     }
-    const got = await journal.wait('resumed', () => journal.all('resumed').length > nResumed, 15000);
+    let got = null;
+    for (const deadline = Date.now() + 15000; Date.now() < deadline; await sleep(50)) {
+      if (journal.all('resumed').length > nResumed) break;
+      if (journal.all('ready').length > nReady || journal.all('debug_identify').length > nIdentify) {
+        await sleep(1000); // a late RESUMED would still count
+        break;
+      }
+    }
+    if (journal.all('resumed').length > nResumed) got = journal.all('resumed')[nResumed];
     if (got) {
       const [, replayed] = got;
       report('resume', true, `shardResume fired (replayed ${replayed} events)`);
     } else {
       const reidentified = journal.all('debug_identify').length > nIdentify;
-      report('resume', false, 'shardResume did not fire within 15 s' +
+      report('resume', false, 'shardResume did not fire' +
         (reidentified ? '; the shard re-IDENTIFIED instead (RESUME rejected / INVALID_SESSION)' : '') +
         (journal.all('ready').length > nReady ? '; ClientReady fired again' : ''));
     }

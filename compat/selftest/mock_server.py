@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import json
 import secrets
 import time
@@ -365,7 +366,7 @@ def make_app(base: str) -> web.Application:
                     await sess.dispatch("GUILD_CREATE", st.guild_create(g))
             elif op == 6:
                 s = st.sessions.get(d["session_id"])
-                if s is None:
+                if s is None or os.environ.get("MOCK_NO_RESUME"):
                     await conn.send({"op": 9, "d": False, "s": None, "t": None})
                     continue
                 sess = s
