@@ -1,0 +1,359 @@
+//! The resumable half of a gateway session: the dispatch sequence counter and the bounded
+//! replay buffer of recent dispatches. It outlives a connection: when a socket drops, the
+//! shell keeps the [`Outbox`] (see [`crate::Session::into_outbox`]), keeps pushing events
+//! into it while the client is away, and hands it to the new connection's session on RESUME.
+//!
+//! Entries hold a refcounted clone of the shared event body and an inline event name, never
+//! a copy of the body and never the built frame, so the buffer's own memory is about 80 bytes
+//! per entry. It is bounded by entry count and by the body bytes it keeps alive.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::frame::{DispatchFrame, EventName};
+
+/// How much of the past a session keeps for RESUME.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplayLimits {
+    /// Most dispatches kept.
+    pub max_events: usize,
+    /// Most body + name bytes kept alive by the buffer.
+    pub max_bytes: usize,
+}
+
+impl Default for ReplayLimits {
+    fn default() -> Self {
+        ReplayLimits {
+            max_events: 1024,
+            max_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Why a RESUME cannot be honoured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumeError {
+    /// The client claims a sequence number the session never sent. Close with 4007
+    /// ([`guildhall_model::gateway::CloseCode::InvalidSeq`]).
+    SeqAhead { requested: u64, latest: u64 },
+    /// Events after `requested` have already left the buffer. Send op 9 `d:false`
+    /// ([`crate::frame::INVALID_SESSION`]); the client will IDENTIFY again.
+    Expired { requested: u64, oldest_kept: u64 },
+    /// The session has no outbox (it never finished IDENTIFY). Send op 9 `d:false`.
+    NoSession,
+}
+
+impl fmt::Display for ResumeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResumeError::SeqAhead { requested, latest } => {
+                write!(
+                    f,
+                    "resume seq {requested} is ahead of the last sent seq {latest}"
+                )
+            }
+            ResumeError::Expired {
+                requested,
+                oldest_kept,
+            } => write!(
+                f,
+                "resume seq {requested} is too old: the replay buffer starts at seq {oldest_kept}"
+            ),
+            ResumeError::NoSession => f.write_str("no session to resume"),
+        }
+    }
+}
+
+impl std::error::Error for ResumeError {}
+
+fn valid_name(name: &str) -> EventName {
+    EventName::new(name).unwrap_or_else(|| panic!("invalid dispatch event name {name:?}"))
+}
+
+struct Entry {
+    name: EventName,
+    body: Bytes,
+}
+
+impl Entry {
+    fn cost(&self) -> usize {
+        self.body.len() + self.name.as_str().len()
+    }
+}
+
+/// Sequence counter plus replay buffer for one session.
+pub struct Outbox {
+    session_id: Box<str>,
+    /// The `s` of the last dispatch pushed; 0 before READY.
+    seq: u64,
+    /// Dispatches `seq - buffer.len() + 1 ..= seq`, oldest first.
+    buffer: VecDeque<Entry>,
+    buffered_bytes: usize,
+    limits: ReplayLimits,
+}
+
+impl Outbox {
+    pub fn new(session_id: impl Into<Box<str>>, limits: ReplayLimits) -> Outbox {
+        Outbox {
+            session_id: session_id.into(),
+            seq: 0,
+            buffer: VecDeque::new(),
+            buffered_bytes: 0,
+            limits,
+        }
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// The sequence number of the last dispatch (0 if none yet).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Dispatches currently kept for replay.
+    pub fn buffered_events(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Body and name bytes the buffer keeps alive.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered_bytes
+    }
+
+    /// The oldest sequence number still replayable (`seq + 1` when the buffer is empty).
+    pub fn oldest_kept(&self) -> u64 {
+        self.seq + 1 - self.buffer.len() as u64
+    }
+
+    /// Assigns the next sequence number to an event and records it for replay, without
+    /// building a frame: used while the client is disconnected.
+    ///
+    /// # Panics
+    /// If `name` is not a valid [`EventName`]: names come from server code, never from input.
+    pub fn push(&mut self, name: &str, body: &Bytes) -> u64 {
+        self.push_named(valid_name(name), body.clone())
+    }
+
+    /// Assigns the next sequence number, records the event, and returns its frame.
+    ///
+    /// # Panics
+    /// As [`Outbox::push`].
+    pub fn dispatch(&mut self, name: &str, body: &Bytes) -> DispatchFrame {
+        let name = valid_name(name);
+        let seq = self.push_named(name, body.clone());
+        DispatchFrame::new(seq, &name, body.clone())
+    }
+
+    fn push_named(&mut self, name: EventName, body: Bytes) -> u64 {
+        self.seq += 1;
+        let entry = Entry { name, body };
+        self.buffered_bytes += entry.cost();
+        self.buffer.push_back(entry);
+        while self.buffer.len() > self.limits.max_events
+            || self.buffered_bytes > self.limits.max_bytes
+        {
+            let Some(old) = self.buffer.pop_front() else {
+                break;
+            };
+            self.buffered_bytes -= old.cost();
+        }
+        self.seq
+    }
+
+    /// Checks that every dispatch after `seq` is still buffered.
+    pub fn check_resume(&self, seq: u64) -> Result<(), ResumeError> {
+        if seq > self.seq {
+            return Err(ResumeError::SeqAhead {
+                requested: seq,
+                latest: self.seq,
+            });
+        }
+        if seq + 1 < self.oldest_kept() {
+            return Err(ResumeError::Expired {
+                requested: seq,
+                oldest_kept: self.oldest_kept(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The frames of every dispatch with `s > seq`, oldest first.
+    pub fn replay_after(&self, seq: u64) -> Result<Replay<'_>, ResumeError> {
+        self.check_resume(seq)?;
+        let skip = (seq + 1 - self.oldest_kept()) as usize;
+        Ok(Replay {
+            entries: self.buffer.range(skip..),
+            next_seq: seq + 1,
+        })
+    }
+}
+
+impl fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbox")
+            .field("session_id", &self.session_id)
+            .field("seq", &self.seq)
+            .field("buffered_events", &self.buffer.len())
+            .field("buffered_bytes", &self.buffered_bytes)
+            .finish()
+    }
+}
+
+/// Iterator over the frames a RESUME must replay, oldest first.
+pub struct Replay<'a> {
+    entries: std::collections::vec_deque::Iter<'a, Entry>,
+    next_seq: u64,
+}
+
+impl Iterator for Replay<'_> {
+    type Item = DispatchFrame;
+
+    fn next(&mut self) -> Option<DispatchFrame> {
+        let entry = self.entries.next()?;
+        let frame = DispatchFrame::new(self.next_seq, &entry.name, entry.body.clone());
+        self.next_seq += 1;
+        Some(frame)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.entries.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Replay<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(i: u64) -> Bytes {
+        Bytes::from(format!("{{\"i\":{i}}}"))
+    }
+
+    fn seqs(replay: Replay<'_>) -> Vec<u64> {
+        replay.map(|f| f.seq()).collect()
+    }
+
+    #[test]
+    fn sequence_starts_at_one_and_frames_share_the_body() {
+        let mut outbox = Outbox::new("abc", ReplayLimits::default());
+        let shared = Bytes::from_static(b"{\"v\":10}");
+        let ready = outbox.dispatch("READY", &shared);
+        assert_eq!(ready.seq(), 1);
+        assert_eq!(
+            &ready.to_bytes()[..],
+            br#"{"op":0,"s":1,"t":"READY","d":{"v":10}}"#
+        );
+        // The buffer and the frame point at the same allocation as the caller's body.
+        assert_eq!(ready.body().as_ptr(), shared.as_ptr());
+        let replayed = outbox.replay_after(0).unwrap().next().unwrap();
+        assert_eq!(replayed.body().as_ptr(), shared.as_ptr());
+        assert_eq!(outbox.dispatch("GUILD_CREATE", &shared).seq(), 2);
+    }
+
+    #[test]
+    fn replay_yields_exactly_the_missed_events_in_order() {
+        let mut outbox = Outbox::new("abc", ReplayLimits::default());
+        for i in 1..=10 {
+            outbox.push("MESSAGE_CREATE", &body(i));
+        }
+        let frames: Vec<_> = outbox.replay_after(6).unwrap().collect();
+        assert_eq!(
+            frames.iter().map(|f| f.seq()).collect::<Vec<_>>(),
+            vec![7, 8, 9, 10]
+        );
+        for frame in &frames {
+            assert_eq!(frame.body(), &body(frame.seq()));
+        }
+        assert_eq!(outbox.replay_after(10).unwrap().count(), 0);
+        assert_eq!(
+            seqs(outbox.replay_after(0).unwrap()),
+            (1..=10).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn seq_ahead_is_an_error() {
+        let mut outbox = Outbox::new("abc", ReplayLimits::default());
+        outbox.push("READY", &body(1));
+        assert_eq!(
+            outbox.replay_after(2).err(),
+            Some(ResumeError::SeqAhead {
+                requested: 2,
+                latest: 1
+            })
+        );
+    }
+
+    #[test]
+    fn count_bound_evicts_oldest_and_old_seq_becomes_unresumable() {
+        let mut outbox = Outbox::new(
+            "abc",
+            ReplayLimits {
+                max_events: 3,
+                max_bytes: usize::MAX,
+            },
+        );
+        for i in 1..=5 {
+            outbox.push("MESSAGE_CREATE", &body(i));
+        }
+        assert_eq!(outbox.buffered_events(), 3);
+        assert_eq!(outbox.oldest_kept(), 3);
+        // seq 2 means "I have 1 and 2": 3, 4, 5 are all still here.
+        assert_eq!(seqs(outbox.replay_after(2).unwrap()), vec![3, 4, 5]);
+        assert_eq!(
+            outbox.replay_after(1).err(),
+            Some(ResumeError::Expired {
+                requested: 1,
+                oldest_kept: 3
+            })
+        );
+    }
+
+    #[test]
+    fn byte_bound_evicts_oldest() {
+        // Each entry costs 14 (name) + 7 (body) = 21 bytes.
+        let mut outbox = Outbox::new(
+            "abc",
+            ReplayLimits {
+                max_events: 100,
+                max_bytes: 50,
+            },
+        );
+        for i in 1..=4 {
+            outbox.push("MESSAGE_CREATE", &body(i));
+        }
+        assert_eq!(outbox.buffered_events(), 2);
+        assert_eq!(outbox.buffered_bytes(), 42);
+        assert!(outbox.replay_after(2).is_ok());
+        assert!(matches!(
+            outbox.replay_after(1),
+            Err(ResumeError::Expired { .. })
+        ));
+    }
+
+    #[test]
+    fn an_event_larger_than_the_byte_bound_is_sent_but_not_kept() {
+        let mut outbox = Outbox::new(
+            "abc",
+            ReplayLimits {
+                max_events: 100,
+                max_bytes: 10,
+            },
+        );
+        let big = Bytes::from(vec![b'1'; 64]);
+        let frame = outbox.dispatch("MESSAGE_CREATE", &big);
+        assert_eq!(frame.seq(), 1);
+        assert_eq!(frame.body(), &big);
+        assert_eq!(outbox.buffered_events(), 0);
+        assert!(matches!(
+            outbox.replay_after(0),
+            Err(ResumeError::Expired { .. })
+        ));
+        assert_eq!(outbox.replay_after(1).unwrap().count(), 0);
+    }
+}
