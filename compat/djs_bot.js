@@ -141,7 +141,8 @@ async function scenario(client, journal) {
   const ready = await readyWait;
   const took = (Date.now() - started) / 1000;
   if (!ready) {
-    report('ready', false, `ClientReady did not fire within 30 s (guilds cached: ${[...client.guilds.cache.keys()]})`);
+    report('ready', false, `ClientReady did not fire within 30 s (guilds cached: ${[...client.guilds.cache.keys()]}; ` +
+      `dispatches received: ${journal.all('dispatch').slice(0, 20)}; closes: ${JSON.stringify(journal.all('close'))})`);
     reportMissing('not run: no ClientReady');
     return;
   }
@@ -337,7 +338,8 @@ async function scenario(client, journal) {
       const reidentified = journal.all('debug_identify').length > nIdentify;
       report('resume', false, 'shardResume did not fire' +
         (reidentified ? '; the shard re-IDENTIFIED instead (RESUME rejected / INVALID_SESSION)' : '') +
-        (journal.all('ready').length > nReady ? '; ClientReady fired again' : ''));
+        (journal.all('ready').length > nReady ? '; ClientReady fired again' : '') +
+        `; gateway log: ${JSON.stringify(journal.all('close').slice(-4))}`);
     }
     await withTimeout(destroying, 5000, 'shard.destroy').catch(() => {});
     if (replayPost) {
@@ -385,6 +387,7 @@ async function main() {
     partials: [Partials.Message, Partials.Channel, Partials.Reaction, Partials.User, Partials.GuildMember],
     rest: { api: `${BASE}/api`, cdn: `${BASE}/cdn`, timeout: 10000, retries: 1 },
   });
+  client.on(Events.Raw, p => journal.add('dispatch', p.t));
   client.on(Events.ClientReady, () => journal.add('ready', Date.now()));
   client.on(Events.MessageCreate, m => journal.add('message', m));
   client.on(Events.MessageUpdate, (o, n) => journal.add('message_update', [o, n]));
@@ -394,6 +397,7 @@ async function main() {
   client.on(Events.ShardReconnecting, id => journal.add('reconnecting', id));
   client.on(Events.ShardDisconnect, (ev, id) => {
     journal.add('disconnect', ev);
+    journal.add('close', `shardDisconnect code ${ev.code}`);
     log('shardDisconnect (will not reconnect)', id, JSON.stringify(ev));
   });
   client.on(Events.ShardError, (e, id) => log('shardError', id, errtext(e)));
@@ -401,6 +405,7 @@ async function main() {
   client.on(Events.Warn, w => log('warn', w));
   client.on(Events.Debug, m => {
     if (/Identifying/i.test(m) || /"op":2\b/.test(m)) journal.add('debug_identify', m);
+    if (/close code|closed|invalid session/i.test(m)) journal.add('close', m.replace(/\s+/g, ' ').slice(0, 160));
     if (DEBUG) log('debug', m);
   });
   client.rest.on('response', (req, res) => {

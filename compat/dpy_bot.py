@@ -129,7 +129,11 @@ def make_client(journal: Journal) -> discord.Client:
     intents = discord.Intents.default()
     intents.members = True
     intents.message_content = True
-    client = discord.Client(intents=intents)
+    client = discord.Client(intents=intents, enable_debug_events=True)
+
+    @client.event
+    async def on_socket_event_type(t: str):
+        await journal.add("dispatch", t)
 
     @client.event
     async def on_ready():
@@ -196,12 +200,14 @@ async def scenario(client: discord.Client, journal: Journal) -> None:
         exc = connect_task.exception()
         ready_wait.cancel()
         report("ready", False, f"gateway connection ended before on_ready: "
-                               f"{errtext(exc) if exc else 'returned'}")
+                               f"{errtext(exc) if exc else 'returned'}; "
+                               f"dispatches received: {journal.all('dispatch')[:20]}")
         report_missing("not run: no gateway session")
         return
     if ready_wait.result() is None:
         report("ready", False, "on_ready did not fire within 30 s "
-                               f"(guilds cached: {[g.id for g in client.guilds]})")
+                               f"(guilds cached: {[g.id for g in client.guilds]}; "
+                               f"dispatches received: {journal.all('dispatch')[:20]})")
         report_missing("not run: no on_ready")
         return
     took = time.monotonic() - started
