@@ -138,8 +138,12 @@ impl<S: Scope> Handle<S> {
     /// Spawns the actor task.
     pub fn spawn(state: S, shared: Arc<Shared>) -> Handle<S> {
         let (tx, rx) = mpsc::channel(MAILBOX);
+        let guard = shared.actor_guard();
         let actor = Actor { state, shared, inflight: FuturesOrdered::new() };
-        tokio::spawn(actor.run(rx));
+        tokio::spawn(async move {
+            actor.run(rx).await;
+            drop(guard);
+        });
         Handle { tx }
     }
 

@@ -58,6 +58,11 @@ pub struct Shared {
     private: RwLock<Option<PrivateHandle>>,
     /// Current presence of each user with at least one session.
     presences: RwLock<HashMap<UserId, Presence>>,
+    /// Every actor task holds a clone of this sender; when all are gone the
+    /// receiver in `drained` yields `None`, which is how shutdown knows the
+    /// actors have finished (mini-redis's shutdown-complete pattern).
+    actor_guard: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<()>>>,
+    drained: tokio::sync::Mutex<Option<tokio::sync::mpsc::Receiver<()>>>,
 }
 
 /// The runtime handle the shells hold.
@@ -66,6 +71,7 @@ pub type Runtime = Arc<Shared>;
 impl Shared {
     /// Loads everything from the store and starts one actor per guild.
     pub fn start(store: Arc<dyn Store>, config: RuntimeConfig, worker: u8) -> Result<Runtime> {
+        let (guard_tx, guard_rx) = tokio::sync::mpsc::channel(1);
         let shared = Arc::new(Shared {
             store,
             ids: SnowflakeGenerator::new(worker, 0),
@@ -75,6 +81,8 @@ impl Shared {
             guilds: RwLock::new(HashMap::new()),
             private: RwLock::new(None),
             presences: RwLock::new(HashMap::new()),
+            actor_guard: std::sync::Mutex::new(Some(guard_tx)),
+            drained: tokio::sync::Mutex::new(Some(guard_rx)),
         });
         let mut max_id = 0u64;
         for u in shared.store.load_users()? {
@@ -108,6 +116,22 @@ impl Shared {
         let handle = PrivateHandle::spawn(private, shared.clone());
         *shared.private.write().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(shared)
+    }
+
+    /// A guard for a new actor task; `None` once shutdown has begun.
+    pub(crate) fn actor_guard(&self) -> Option<tokio::sync::mpsc::Sender<()>> {
+        self.actor_guard.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stops every actor: drops their mailboxes' senders, lets each finish the
+    /// writes it has in flight, and returns when all have exited.
+    pub async fn shutdown(&self) {
+        self.actor_guard.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.guilds.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.private.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut rx) = self.drained.lock().await.take() {
+            while rx.recv().await.is_some() {}
+        }
     }
 
     pub fn next_id<M>(&self) -> Id<M> {

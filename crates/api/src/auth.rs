@@ -1,0 +1,199 @@
+//! Tokens and passwords.
+//!
+//! A token has Discord's three-part shape: `base64(user id).base64(issued
+//! seconds).base64(HMAC-SHA256(secret, id . issued . generation))`. It is checked
+//! without a store read (the user's token generation is in memory) and stops
+//! verifying when the generation is bumped (password change, bot token reset).
+//! The MAC is compared in constant time.
+
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use guildhall_domain::entity::User;
+use guildhall_model::error_code;
+use guildhall_model::id::UserId;
+use guildhall_runtime::{Directory, Error};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Argon2id cost; configurable so tests and benchmarks stay fast.
+#[derive(Clone, Debug)]
+pub struct PasswordCost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+}
+
+impl Default for PasswordCost {
+    fn default() -> Self {
+        // OWASP's second Argon2id recommendation: 19 MiB, 2 iterations.
+        PasswordCost { memory_kib: 19 * 1024, iterations: 2 }
+    }
+}
+
+pub struct Tokens {
+    secret: [u8; 32],
+}
+
+impl Tokens {
+    pub fn new(secret: [u8; 32]) -> Tokens {
+        Tokens { secret }
+    }
+
+    fn mac(&self, id: &str, issued: &str, generation: u32) -> [u8; 32] {
+        let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(issued.as_bytes());
+        mac.update(b".");
+        mac.update(&generation.to_be_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    pub fn mint(&self, user: &User) -> String {
+        let id = STANDARD_NO_PAD.encode(user.id.to_string());
+        let issued = URL_SAFE_NO_PAD.encode(guildhall_model::snowflake::now_ms().div_euclid(1000).to_be_bytes());
+        let mac = URL_SAFE_NO_PAD.encode(self.mac(&id, &issued, user.token_generation));
+        format!("{id}.{issued}.{mac}")
+    }
+
+    /// The user a token belongs to, if it verifies.
+    pub fn verify(&self, token: &str, directory: &Directory) -> Option<Arc<User>> {
+        let mut parts = token.split('.');
+        let (id_part, issued, mac_part) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || id_part.len() > 32 || issued.len() > 16 || mac_part.len() > 64 {
+            return None;
+        }
+        let id_bytes = STANDARD_NO_PAD.decode(id_part.trim_end_matches('=')).ok()?;
+        let id: UserId = std::str::from_utf8(&id_bytes).ok()?.parse().ok()?;
+        let user = directory.user(id)?;
+        let given = URL_SAFE_NO_PAD.decode(mac_part).ok()?;
+        let expected = self.mac(id_part, issued, user.token_generation);
+        bool::from(given.ct_eq(&expected)).then_some(user)
+    }
+}
+
+fn argon(cost: &PasswordCost) -> Argon2<'static> {
+    let params = Params::new(cost.memory_kib.max(8), cost.iterations.max(1), 1, None).expect("cost parameters are in range");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes a password on a blocking thread (Argon2 is deliberately slow).
+pub async fn hash_password(password: String, cost: PasswordCost) -> Result<String, Error> {
+    tokio::task::spawn_blocking(move || {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|_| Error::internal())?;
+        let salt = SaltString::encode_b64(&salt).map_err(|_| Error::internal())?;
+        argon(&cost).hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|_| Error::internal())
+    })
+    .await
+    .map_err(|_| Error::internal())?
+}
+
+/// Verifies a password on a blocking thread.
+pub async fn verify_password(password: String, hash: String, cost: PasswordCost) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash).is_ok_and(|h| argon(&cost).verify_password(password.as_bytes(), &h).is_ok())
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Random bytes for secrets and codes.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).expect("the OS random source is available");
+    b
+}
+
+/// The authenticated caller. Extracting it answers 401 (code 0, "401:
+/// Unauthorized") when the header is missing or the token does not verify.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub user: Arc<User>,
+}
+
+impl Caller {
+    pub fn id(&self) -> UserId {
+        self.user.id
+    }
+    pub fn is_bot(&self) -> bool {
+        self.user.bot
+    }
+    /// 20001 for routes bots may not use.
+    pub fn require_user_account(&self) -> Result<(), Error> {
+        if self.user.bot {
+            return Err(Error::new(guildhall_runtime::ErrorKind::Forbidden, error_code::BOTS_CANNOT_USE, "Bots cannot use this endpoint"));
+        }
+        Ok(())
+    }
+}
+
+/// Strips `Bot ` / `Bearer ` (user tokens come bare, as Discord's client sends them).
+pub fn token_from_header(value: &str) -> &str {
+    let v = value.trim();
+    v.strip_prefix("Bot ").or_else(|| v.strip_prefix("Bearer ")).unwrap_or(v).trim()
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let user = header
+            .map(token_from_header)
+            .and_then(|t| state.tokens.verify(t, &state.rt.directory))
+            .ok_or_else(|| ApiError(Error::unauthorized()))?;
+        Ok(Caller { user })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(generation: u32) -> User {
+        User {
+            id: UserId::new(175928847299117063),
+            username: "a".into(),
+            global_name: None,
+            avatar: None,
+            bot: false,
+            email: None,
+            password_hash: None,
+            token_generation: generation,
+            flags: 0,
+            locale: "en-US".into(),
+        }
+    }
+
+    #[test]
+    fn mint_verify_revoke_tamper() {
+        let dir = Directory::default();
+        dir.put_user(user(0));
+        let tokens = Tokens::new([7; 32]);
+        let t = tokens.mint(&user(0));
+        assert_eq!(t.split('.').count(), 3);
+        assert!(tokens.verify(&t, &dir).is_some());
+        // Another secret, a flipped character, or a bumped generation all fail.
+        assert!(Tokens::new([8; 32]).verify(&t, &dir).is_none());
+        let mut tampered = t.clone().into_bytes();
+        let last = tampered.len() - 1;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        assert!(tokens.verify(std::str::from_utf8(&tampered).unwrap(), &dir).is_none());
+        dir.put_user(user(1));
+        assert!(tokens.verify(&t, &dir).is_none());
+        assert!(tokens.verify("a.b", &dir).is_none());
+        assert!(tokens.verify("", &dir).is_none());
+    }
+}

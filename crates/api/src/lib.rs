@@ -1,0 +1,69 @@
+//! Discord's REST API v10 over axum.
+//!
+//! A handler does four things, in order: extract (typed path ids, a
+//! [`DiscordJson`] body, the authenticated [`auth::Caller`]), validate the body
+//! into plain values (50035 field errors), run a job on the actor that owns the
+//! resource (the guild actor for guild resources, the private actor for DMs;
+//! permission checks happen inside the job against the actor's state, using
+//! `guildhall_domain::permissions`), and render the result with
+//! `guildhall_domain::wire`.
+//!
+//! Invariant: no handler keeps state of its own or spawns long-lived tasks; every
+//! change goes through an actor so that it is persisted before its event.
+
+pub mod access;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod render;
+pub mod routes;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Router;
+use guildhall_runtime::Runtime;
+
+pub use error::{ApiError, ApiResult};
+pub use extract::{DiscordJson, DiscordQuery};
+
+/// Settings of the REST layer.
+#[derive(Clone, Debug, Default)]
+pub struct ApiConfig {
+    pub password_cost: auth::PasswordCost,
+    /// Largest upload (sum of files) per message, in bytes.
+    pub max_upload_bytes: usize,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub rt: Runtime,
+    pub tokens: Arc<auth::Tokens>,
+    pub config: Arc<ApiConfig>,
+    /// Serializes account creation so username/email uniqueness is checked and
+    /// claimed atomically; held across the durable write.
+    pub accounts: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The versioned API routes (mounted under /api/v10, /api/v9 and /api).
+fn api_routes() -> Router<AppState> {
+    routes::router()
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let api = api_routes();
+    Router::new()
+        .merge(routes::meta::unversioned())
+        .nest("/api/v10", api.clone())
+        .nest("/api/v9", api.clone())
+        .nest("/api", api)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    error::json_response(StatusCode::NOT_FOUND, &serde_json::json!({ "message": "404: Not Found", "code": 0 }))
+}

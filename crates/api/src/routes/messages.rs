@@ -1,0 +1,414 @@
+//! Messages: send and history. (Edit, delete, reactions, pins and files build on
+//! the same helpers.)
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use guildhall_domain::entity::{message_type, Message, MessageReference};
+use guildhall_domain::wire::{MemberView, MessageView};
+use guildhall_model::error_code;
+use guildhall_model::id::{ChannelId, MessageId, RoleId, UserId};
+use guildhall_model::{Intents, Permissions};
+use guildhall_runtime::event::{to_bytes, Redacted};
+use guildhall_runtime::{Audience, ChannelHome, Change, Error, Event, FormErrors, GuildActor, PrivateActor};
+use guildhall_store::{HistoryQuery, Mutation};
+use serde::Deserialize;
+
+use crate::access::{guild_channel_access, private_channel_access};
+use crate::auth::Caller;
+use crate::error::{ok_json, ApiResult};
+use crate::extract::{path_id, DiscordJson, DiscordQuery};
+use crate::render::Ctx;
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/channels/{channel_id}/messages", get(list_messages).post(create_message))
+}
+
+/// A validated new message, before it has an id.
+#[derive(Debug, Clone, Default)]
+pub struct NewMessage {
+    pub content: String,
+    pub nonce: Option<serde_json::Value>,
+    pub tts: bool,
+    pub embeds: Vec<serde_json::Value>,
+    pub allowed_mentions: Option<AllowedMentions>,
+    pub reply_to: Option<MessageId>,
+    pub fail_if_not_exists: bool,
+    pub attachments: Vec<guildhall_domain::entity::Attachment>,
+    pub flags: u64,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+pub struct AllowedMentions {
+    #[serde(default)]
+    pub parse: Option<Vec<String>>,
+    #[serde(default)]
+    pub users: Option<Vec<UserId>>,
+    #[serde(default)]
+    pub roles: Option<Vec<RoleId>>,
+    #[serde(default)]
+    pub replied_user: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct CreateMessageBody {
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(default)]
+    pub nonce: Option<serde_json::Value>,
+    #[serde(default)]
+    pub tts: Option<bool>,
+    #[serde(default)]
+    pub embeds: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    pub embed: Option<serde_json::Value>,
+    #[serde(default)]
+    pub allowed_mentions: Option<AllowedMentions>,
+    #[serde(default)]
+    pub message_reference: Option<MessageReferenceBody>,
+    #[serde(default)]
+    pub flags: Option<u64>,
+    #[serde(default)]
+    pub sticker_ids: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    pub components: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct MessageReferenceBody {
+    #[serde(default)]
+    pub message_id: Option<MessageId>,
+    #[serde(default)]
+    pub fail_if_not_exists: Option<bool>,
+}
+
+/// Validates a create body (content ≤ 2000, ≤ 10 embeds of ≤ 6000 chars, nonce
+/// ≤ 25 chars). Emptiness is checked later, once attachments are known.
+pub fn validate_create(body: CreateMessageBody) -> Result<NewMessage, Error> {
+    let mut errors = FormErrors::default();
+    let content = body.content.unwrap_or_default();
+    if content.chars().count() > 2000 {
+        errors.add("content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.");
+    }
+    let mut embeds = body.embeds.unwrap_or_default();
+    if let Some(e) = body.embed {
+        embeds.push(e);
+    }
+    if embeds.len() > 10 {
+        errors.add("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.");
+    }
+    if embeds.iter().any(|e| !e.is_object()) {
+        errors.add("embeds", "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a ModelType");
+    }
+    let embed_chars: usize = embeds.iter().map(|e| e.to_string().len()).sum();
+    if embed_chars > 6000 * 2 {
+        errors.add("embeds", "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000");
+    }
+    match &body.nonce {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::String(s)) if s.chars().count() <= 25 => {}
+        Some(serde_json::Value::Number(n)) if n.is_i64() || n.is_u64() => {}
+        Some(_) => errors.add("nonce", "BASE_TYPE_BAD_LENGTH", "Must be 25 or fewer in length."),
+    }
+    errors.finish()?;
+    let reply_to = body.message_reference.as_ref().and_then(|r| r.message_id);
+    Ok(NewMessage {
+        content,
+        nonce: body.nonce.filter(|n| !n.is_null()),
+        tts: body.tts.unwrap_or(false),
+        embeds,
+        allowed_mentions: body.allowed_mentions,
+        reply_to,
+        fail_if_not_exists: body.message_reference.and_then(|r| r.fail_if_not_exists).unwrap_or(true),
+        attachments: Vec::new(),
+        flags: body.flags.unwrap_or(0) & ((1 << 2) | (1 << 12)),
+    })
+}
+
+/// `<@123>` / `<@!123>` user mentions and `<@&123>` role mentions in content.
+pub fn parse_mentions(content: &str) -> (Vec<UserId>, Vec<RoleId>) {
+    let mut users = Vec::new();
+    let mut roles = Vec::new();
+    let mut rest = content;
+    while let Some(start) = rest.find("<@") {
+        rest = &rest[start + 2..];
+        let (is_role, body) = match rest.as_bytes().first() {
+            Some(b'&') => (true, &rest[1..]),
+            Some(b'!') => (false, &rest[1..]),
+            _ => (false, rest),
+        };
+        if let Some(end) = body.find('>') {
+            if let Ok(id) = body[..end].parse::<u64>() {
+                if let Some(id) = guildhall_model::Id::new_checked(id) {
+                    if is_role {
+                        if !roles.contains(&id) {
+                            roles.push(id);
+                        }
+                    } else if !users.contains(&id.cast()) {
+                        users.push(id.cast());
+                    }
+                }
+            }
+        }
+    }
+    (users, roles)
+}
+
+/// Applies allowed_mentions to the parsed mentions.
+fn filter_mentions(new: &NewMessage, users: Vec<UserId>, roles: Vec<RoleId>) -> (Vec<UserId>, Vec<RoleId>, bool) {
+    let everyone_in_text = new.content.contains("@everyone") || new.content.contains("@here");
+    match &new.allowed_mentions {
+        None => (users, roles, everyone_in_text),
+        Some(am) => {
+            let parse = am.parse.clone().unwrap_or_default();
+            let users = if parse.iter().any(|p| p == "users") {
+                users
+            } else {
+                users.into_iter().filter(|u| am.users.as_ref().is_some_and(|l| l.contains(u))).collect()
+            };
+            let roles = if parse.iter().any(|p| p == "roles") {
+                roles
+            } else {
+                roles.into_iter().filter(|r| am.roles.as_ref().is_some_and(|l| l.contains(r))).collect()
+            };
+            (users, roles, everyone_in_text && parse.iter().any(|p| p == "everyone"))
+        }
+    }
+}
+
+async fn create_message(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(channel_id): Path<String>,
+    DiscordJson(body): DiscordJson<CreateMessageBody>,
+) -> ApiResult<Response> {
+    let channel: ChannelId = path_id(&channel_id, "channel_id")?;
+    let new = validate_create(body)?;
+    send_message(&s, &caller, channel, new).await
+}
+
+/// Sends a validated message: checks, persists, publishes MESSAGE_CREATE, and
+/// returns the message as REST renders it. Shared by JSON and multipart sends.
+pub async fn send_message(s: &AppState, caller: &Caller, channel: ChannelId, new: NewMessage) -> ApiResult<Response> {
+    if new.content.trim().is_empty() && new.embeds.is_empty() && new.attachments.is_empty() {
+        return Err(Error::bad_request(error_code::EMPTY_MESSAGE, "Cannot send an empty message").into());
+    }
+    let rt = s.rt.clone();
+    let author = caller.id();
+    let base = rt.config.public_url.clone();
+    let value = match rt.channel_home(channel)? {
+        ChannelHome::Guild(g) => {
+            let base = base.clone();
+            rt.guild(g)?
+                .call(move |a: &mut GuildActor| {
+                    let mut required = Permissions::SEND_MESSAGES;
+                    if !new.attachments.is_empty() {
+                        required |= Permissions::ATTACH_FILES;
+                    }
+                    let access = guild_channel_access(a, author, channel, required)?;
+                    if !guildhall_domain::entity::channel_type::is_text_based(access.channel.kind) {
+                        return Err(Error::bad_request(error_code::NON_TEXT_CHANNEL, "Cannot send messages in a non-text channel"));
+                    }
+                    let (users, roles) = parse_mentions(&new.content);
+                    let (mut mentions, mention_roles, everyone) = filter_mentions(&new, users, roles);
+                    mentions.retain(|u| a.state.guild.members.contains_key(u));
+                    let mention_everyone = everyone && access.permissions.contains(Permissions::MENTION_EVERYONE);
+                    let referenced = match new.reply_to {
+                        Some(id) => match a.shared.store.message(channel, id)? {
+                            Some(m) => Some(m),
+                            None if new.fail_if_not_exists => {
+                                return Err(Error::form_field("message_reference", "REPLIES_UNKNOWN_MESSAGE", "Unknown message"));
+                            }
+                            None => None,
+                        },
+                        None => None,
+                    };
+                    if let Some(r) = &referenced {
+                        let ping = new.allowed_mentions.as_ref().and_then(|am| am.replied_user).unwrap_or(true);
+                        if ping && !mentions.contains(&r.author_id) && r.author_id != author {
+                            mentions.push(r.author_id);
+                        }
+                    }
+                    let msg = Message {
+                        id: a.shared.next_id(),
+                        channel_id: channel,
+                        guild_id: access.guild_id,
+                        author_id: author,
+                        content: new.content,
+                        edited_timestamp: None,
+                        tts: new.tts && access.permissions.contains(Permissions::SEND_TTS_MESSAGES),
+                        mention_everyone,
+                        mentions,
+                        mention_roles,
+                        attachments: new.attachments,
+                        embeds: new.embeds,
+                        reactions: Vec::new(),
+                        pinned: false,
+                        pinned_at: None,
+                        kind: if referenced.is_some() { message_type::REPLY } else { message_type::DEFAULT },
+                        flags: new.flags,
+                        message_reference: new.reply_to.filter(|_| referenced.is_some()).map(|id| MessageReference {
+                            kind: 0,
+                            message_id: Some(id),
+                            channel_id: Some(channel),
+                            guild_id: access.guild_id,
+                        }),
+                        thread_id: None,
+                        application_id: None,
+                    };
+                    if let Some(c) = a.state.guild.channels.get_mut(&channel) {
+                        c.last_message_id = Some(msg.id);
+                        if guildhall_domain::entity::channel_type::is_thread(c.kind) {
+                            c.message_count += 1;
+                        }
+                    }
+                    let gid = a.state.guild.guild.id;
+                    let member = a.state.guild.members.get(&author).cloned();
+                    let (event, rest) = a.shared.directory.with_users(|users| {
+                        let ctx = Ctx { users, base: &base };
+                        let mut view = MessageView::new(&msg, &ctx);
+                        view.nonce = new.nonce.as_ref();
+                        view.referenced = referenced.as_ref().map(Some);
+                        let rest = serde_json::to_value(&view).unwrap_or_default();
+                        view.include_guild_id = true;
+                        view.member = member.as_ref().map(|m| MemberView::new(m, None));
+                        let body = to_bytes(&view);
+                        view.redact_content = true;
+                        let redacted = to_bytes(&view);
+                        let mut exempt = msg.mentions.clone();
+                        exempt.push(author);
+                        let event = Event {
+                            name: "MESSAGE_CREATE",
+                            body,
+                            audience: Audience::Guild { intent: Intents::GUILD_MESSAGES, channel: Some(channel), extra: Permissions::NONE },
+                            redacted: Some(Redacted { body: redacted, exempt }),
+                            guild_id: Some(gid),
+                        };
+                        (event, rest)
+                    });
+                    Ok(Change::write(vec![Mutation::PutMessage(msg)], vec![event], rest))
+                })
+                .await?
+        }
+        ChannelHome::Private => {
+            rt.private()
+                .call(move |a: &mut PrivateActor| {
+                    let mut required = Permissions::SEND_MESSAGES;
+                    if !new.attachments.is_empty() {
+                        required |= Permissions::ATTACH_FILES;
+                    }
+                    let access = private_channel_access(a, author, channel, required)?;
+                    let (users, _) = parse_mentions(&new.content);
+                    let (mentions, _, _) = filter_mentions(&new, users, Vec::new());
+                    let msg = Message {
+                        id: a.shared.next_id(),
+                        channel_id: channel,
+                        guild_id: None,
+                        author_id: author,
+                        content: new.content,
+                        edited_timestamp: None,
+                        tts: new.tts,
+                        mention_everyone: false,
+                        mentions: mentions.into_iter().filter(|u| access.channel.recipients.contains(u)).collect(),
+                        mention_roles: Vec::new(),
+                        attachments: new.attachments,
+                        embeds: new.embeds,
+                        reactions: Vec::new(),
+                        pinned: false,
+                        pinned_at: None,
+                        kind: message_type::DEFAULT,
+                        flags: new.flags,
+                        message_reference: None,
+                        thread_id: None,
+                        application_id: None,
+                    };
+                    if let Some(c) = a.state.channels.get_mut(&channel) {
+                        c.last_message_id = Some(msg.id);
+                    }
+                    let recipients = access.channel.recipients.clone();
+                    let (event, rest) = a.shared.directory.with_users(|users| {
+                        let ctx = Ctx { users, base: &base };
+                        let mut view = MessageView::new(&msg, &ctx);
+                        view.nonce = new.nonce.as_ref();
+                        let rest = serde_json::to_value(&view).unwrap_or_default();
+                        (Event::users("MESSAGE_CREATE", recipients, Intents::DIRECT_MESSAGES, &view), rest)
+                    });
+                    Ok(Change::write(vec![Mutation::PutMessage(msg)], vec![event], rest))
+                })
+                .await?
+        }
+    };
+    Ok(ok_json(&value))
+}
+
+#[derive(Deserialize, Default)]
+struct HistoryParams {
+    #[serde(default)]
+    limit: Option<String>,
+    #[serde(default)]
+    before: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    around: Option<String>,
+}
+
+async fn list_messages(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(channel_id): Path<String>,
+    DiscordQuery(q): DiscordQuery<HistoryParams>,
+) -> ApiResult<Response> {
+    let channel: ChannelId = path_id(&channel_id, "channel_id")?;
+    let mut errors = FormErrors::default();
+    let limit = match q.limit.as_deref() {
+        None => 50,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=100).contains(&n) => n,
+            _ => {
+                errors.add("limit", "NUMBER_TYPE_MAX", "int value should be between 1 and 100.");
+                0
+            }
+        },
+    };
+    let mut cursor = |v: &Option<String>, name: &str| -> Option<MessageId> {
+        let raw = v.as_deref()?;
+        match raw.parse() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                errors.add(name, "NUMBER_TYPE_COERCE", &format!("Value \"{raw}\" is not snowflake."));
+                None
+            }
+        }
+    };
+    let query = match (cursor(&q.around, "around"), cursor(&q.before, "before"), cursor(&q.after, "after")) {
+        (Some(id), _, _) => HistoryQuery::Around(id),
+        (None, Some(id), _) => HistoryQuery::Before(id),
+        (None, None, Some(id)) => HistoryQuery::After(id),
+        _ => HistoryQuery::Latest,
+    };
+    errors.finish()?;
+    let me = caller.id();
+    let access = crate::access::channel_access(&s.rt, me, channel, Permissions::NONE).await?;
+    if !access.permissions.contains(Permissions::READ_MESSAGE_HISTORY) {
+        return Ok(ok_json(&[(); 0]));
+    }
+    let page = s.rt.store.messages(channel, query, limit)?;
+    let body = s.rt.directory.with_users(|users| {
+        let ctx = Ctx { users, base: &s.rt.config.public_url };
+        let views: Vec<MessageView<Ctx>> = page
+            .iter()
+            .map(|m| {
+                let mut v = MessageView::new(m, &ctx);
+                v.viewer = Some(me);
+                v
+            })
+            .collect();
+        serde_json::to_vec(&views).unwrap_or_default()
+    });
+    let mut res = axum::response::IntoResponse::into_response(body);
+    res.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    Ok(res)
+}

@@ -1,0 +1,20 @@
+//! Route table. One module per resource, each exposing `routes()`.
+
+pub mod auth;
+pub mod guilds;
+pub mod messages;
+pub mod meta;
+pub mod users;
+
+use axum::Router;
+
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(meta::routes())
+        .merge(auth::routes())
+        .merge(users::routes())
+        .merge(guilds::routes())
+        .merge(messages::routes())
+}

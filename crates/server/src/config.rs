@@ -1,0 +1,116 @@
+//! Configuration: defaults, then a TOML file, then `GUILDHALL_*` environment
+//! variables, then command-line flags — each later source overrides the earlier.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP API and the gateway listen on.
+    pub listen: SocketAddr,
+    /// Base URL clients use; defaults to `http://{listen}`.
+    pub public_url: Option<String>,
+    /// Gateway URL handed to clients; defaults to `ws://{listen}`.
+    pub gateway_url: Option<String>,
+    /// Where the embedded store and attachments live.
+    pub data_dir: PathBuf,
+    /// Argon2id memory cost in KiB and iterations.
+    pub password_memory_kib: u32,
+    pub password_iterations: u32,
+    /// Largest upload per message, bytes.
+    pub max_upload_bytes: usize,
+    /// Snowflake worker id (0-31); distinct per node.
+    pub worker_id: u8,
+    /// Log format: "text" or "json".
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            public_url: None,
+            gateway_url: None,
+            data_dir: PathBuf::from("data"),
+            password_memory_kib: 19 * 1024,
+            password_iterations: 2,
+            max_upload_bytes: 25 << 20,
+            worker_id: 0,
+            log_format: "text".into(),
+        }
+    }
+}
+
+impl Config {
+    pub fn public_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_string()
+    }
+    pub fn gateway_url(&self) -> String {
+        self.gateway_url.clone().unwrap_or_else(|| format!("ws://{}", self.listen)).trim_end_matches('/').to_string()
+    }
+
+    /// Loads the file (if any) and applies the environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Config, String> {
+        let mut cfg = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        Ok(cfg)
+    }
+
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        fn parse<T: std::str::FromStr>(key: &str, v: String) -> Result<T, String> {
+            v.parse().map_err(|_| format!("{key}: invalid value {v:?}"))
+        }
+        if let Some(v) = get("GUILDHALL_LISTEN") {
+            self.listen = parse("GUILDHALL_LISTEN", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_PUBLIC_URL") {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = get("GUILDHALL_GATEWAY_URL") {
+            self.gateway_url = Some(v);
+        }
+        if let Some(v) = get("GUILDHALL_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("GUILDHALL_PASSWORD_MEMORY_KIB") {
+            self.password_memory_kib = parse("GUILDHALL_PASSWORD_MEMORY_KIB", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_PASSWORD_ITERATIONS") {
+            self.password_iterations = parse("GUILDHALL_PASSWORD_ITERATIONS", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_MAX_UPLOAD_BYTES") {
+            self.max_upload_bytes = parse("GUILDHALL_MAX_UPLOAD_BYTES", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_WORKER_ID") {
+            self.worker_id = parse("GUILDHALL_WORKER_ID", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_LOG_FORMAT") {
+            self.log_format = v;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_values() {
+        let mut cfg: Config = toml::from_str("listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"").unwrap();
+        cfg.apply_env(|k| (k == "GUILDHALL_LISTEN").then(|| "127.0.0.1:9001".to_string())).unwrap();
+        assert_eq!(cfg.listen.port(), 9001);
+        assert_eq!(cfg.data_dir, PathBuf::from("/tmp/x"));
+        assert!(cfg.apply_env(|k| (k == "GUILDHALL_WORKER_ID").then(|| "x".into())).is_err());
+        assert!(toml::from_str::<Config>("nonsense = 1").is_err());
+    }
+}

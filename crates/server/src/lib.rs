@@ -1,0 +1,91 @@
+//! The Guildhall server as a library: [`run`] wires the store, the runtime, the
+//! REST API and the gateway onto one listener and serves until `shutdown`
+//! resolves, then drains. The binary (`main.rs`) only parses flags and signals.
+//!
+//! This is the only crate that chooses a backend or a transport.
+
+pub mod config;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use guildhall_api::{auth, ApiConfig, AppState};
+use guildhall_runtime::{Runtime, RuntimeConfig, Shared};
+use guildhall_store::{EmbeddedStore, EmbeddedStoreConfig, Mutation, Store};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+/// A server that is listening.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub runtime: Runtime,
+    listener: TcpListener,
+    state: AppState,
+    store: Arc<EmbeddedStore>,
+}
+
+/// The token-signing secret, created on first start and kept in the store.
+fn load_secret(store: &dyn Store) -> Result<[u8; 32], String> {
+    if let Some(v) = store.meta("token_secret").map_err(|e| e.to_string())? {
+        if let Ok(arr) = <[u8; 32]>::try_from(v.as_slice()) {
+            return Ok(arr);
+        }
+    }
+    let secret: [u8; 32] = auth::random_bytes();
+    store.apply(vec![Mutation::PutMeta("token_secret".into(), secret.to_vec())]);
+    store.flush().map_err(|e| e.to_string())?;
+    Ok(secret)
+}
+
+impl Server {
+    /// Opens the store, loads state and binds the listener.
+    pub async fn bind(config: Config) -> Result<Server, String> {
+        let store = Arc::new(
+            EmbeddedStore::open(&config.data_dir, EmbeddedStoreConfig::default())
+                .map_err(|e| format!("opening the store in {}: {e}", config.data_dir.display()))?,
+        );
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("binding {}: {e}", config.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        // With port 0 the real port is known only now.
+        let mut config = config;
+        config.listen = addr;
+        let secret = load_secret(&*store)?;
+        let rt_config = RuntimeConfig {
+            public_url: config.public_url(),
+            gateway_url: config.gateway_url(),
+            attachments_dir: config.data_dir.join("attachments"),
+        };
+        let runtime = Shared::start(store.clone(), rt_config, config.worker_id).map_err(|e| e.message)?;
+        let state = AppState {
+            rt: runtime.clone(),
+            tokens: Arc::new(auth::Tokens::new(secret)),
+            config: Arc::new(ApiConfig {
+                password_cost: auth::PasswordCost {
+                    memory_kib: config.password_memory_kib,
+                    iterations: config.password_iterations,
+                },
+                max_upload_bytes: config.max_upload_bytes,
+            }),
+            accounts: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        Ok(Server { addr, runtime, listener, state, store })
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+    /// requests finish and flushes the store.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
+        let app = guildhall_api::app(self.state);
+        tracing::info!(addr = %self.addr, "guildhall listening");
+        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.map_err(|e| e.to_string())?;
+        self.runtime.shutdown().await;
+        drop(self.runtime);
+        self.store.flush().map_err(|e| e.to_string())?;
+        // Dropping the last handle joins the group-commit thread and closes the
+        // database, so the data directory can be opened again at once.
+        drop(self.store);
+        tracing::info!("guildhall stopped");
+        Ok(())
+    }
+}

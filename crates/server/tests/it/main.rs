@@ -1,0 +1,5 @@
+//! Integration tests over real sockets: each test boots a server on 127.0.0.1:0
+//! with a temporary data directory and talks HTTP (and WebSocket) to it.
+
+mod common;
+mod rest_basics;
