@@ -18,6 +18,7 @@ pub mod guild;
 pub mod presence;
 pub mod private;
 pub mod session;
+pub mod tokens;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
