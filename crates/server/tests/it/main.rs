@@ -2,4 +2,5 @@
 //! with a temporary data directory and talks HTTP (and WebSocket) to it.
 
 mod common;
+mod durability;
 mod rest_basics;
