@@ -3,8 +3,7 @@
 //! and stored shapes are kept apart so one can change without the other.
 
 use guildhall_model::id::{
-    ApplicationId, AttachmentId, ChannelId, EmojiId, GenericMarker, GuildId, Id, MessageId, RoleId,
-    UserId,
+    ApplicationId, AttachmentId, ChannelId, EmojiId, GenericMarker, GuildId, Id, MessageId, RoleId, UserId,
 };
 use guildhall_model::{Permissions, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -131,7 +130,15 @@ pub mod channel_type {
     pub const fn is_text_based(kind: u8) -> bool {
         matches!(
             kind,
-            GUILD_TEXT | DM | GROUP_DM | GUILD_ANNOUNCEMENT | ANNOUNCEMENT_THREAD | PUBLIC_THREAD | PRIVATE_THREAD | GUILD_VOICE | GUILD_STAGE_VOICE
+            GUILD_TEXT
+                | DM
+                | GROUP_DM
+                | GUILD_ANNOUNCEMENT
+                | ANNOUNCEMENT_THREAD
+                | PUBLIC_THREAD
+                | PRIVATE_THREAD
+                | GUILD_VOICE
+                | GUILD_STAGE_VOICE
         )
     }
     pub const fn is_voice(kind: u8) -> bool {

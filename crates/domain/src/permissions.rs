@@ -5,7 +5,7 @@
 use guildhall_model::id::{ChannelId, UserId};
 use guildhall_model::{Permissions, Timestamp};
 
-use crate::entity::{channel_type, Channel, Member};
+use crate::entity::{Channel, Member, channel_type};
 use crate::state::GuildState;
 
 /// Guild-level permissions of `user`; `NONE` for a non-member.
@@ -20,11 +20,7 @@ pub fn base_permissions(state: &GuildState, user: UserId) -> Permissions {
 }
 
 fn base_for_member(state: &GuildState, member: &Member) -> Permissions {
-    let mut p = state
-        .roles
-        .get(&state.everyone_role_id())
-        .map(|r| r.permissions)
-        .unwrap_or(Permissions::NONE);
+    let mut p = state.roles.get(&state.everyone_role_id()).map(|r| r.permissions).unwrap_or(Permissions::NONE);
     for role_id in &member.roles {
         if let Some(role) = state.roles.get(role_id) {
             p |= role.permissions;
@@ -139,11 +135,7 @@ fn apply_overwrites(state: &GuildState, member: &Member, channel: &Channel, base
     }
     p &= !deny;
     p |= allow;
-    if let Some(o) = channel
-        .permission_overwrites
-        .iter()
-        .find(|o| o.kind == 1 && o.id.get() == member.user_id.get())
-    {
+    if let Some(o) = channel.permission_overwrites.iter().find(|o| o.kind == 1 && o.id.get() == member.user_id.get()) {
         p &= !o.deny;
         p |= o.allow;
     }

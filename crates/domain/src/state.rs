@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use guildhall_model::id::{ChannelId, RoleId, UserId};
 use guildhall_model::Timestamp;
+use guildhall_model::id::{ChannelId, RoleId, UserId};
 
 use crate::entity::{Ban, Channel, Guild, Invite, Member, Role, ThreadMember};
 
@@ -97,8 +97,7 @@ impl GuildState {
     /// Threads that are not archived.
     pub fn active_threads(&self) -> impl Iterator<Item = &Channel> {
         self.channels.values().filter(|c| {
-            crate::entity::channel_type::is_thread(c.kind)
-                && !c.thread_metadata.as_ref().is_some_and(|m| m.archived)
+            crate::entity::channel_type::is_thread(c.kind) && !c.thread_metadata.as_ref().is_some_and(|m| m.archived)
         })
     }
 

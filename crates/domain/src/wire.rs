@@ -484,10 +484,8 @@ impl<C: MessageContext> Serialize for MessageView<'_, C> {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("id", &msg.id)?;
         m.serialize_entry("channel_id", &msg.channel_id)?;
-        if self.include_guild_id {
-            if let Some(g) = msg.guild_id {
-                m.serialize_entry("guild_id", &g)?;
-            }
+        if let (true, Some(g)) = (self.include_guild_id, msg.guild_id) {
+            m.serialize_entry("guild_id", &g)?;
         }
         let fallback;
         let author = match self.ctx.user(msg.author_id) {

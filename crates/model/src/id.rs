@@ -186,10 +186,7 @@ impl<'de, M> Deserialize<'de> for Id<M> {
                 Id::new_checked(v).ok_or_else(|| E::custom("snowflake must not be zero"))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                u64::try_from(v)
-                    .ok()
-                    .and_then(Id::new_checked)
-                    .ok_or_else(|| E::custom("snowflake must be positive"))
+                u64::try_from(v).ok().and_then(Id::new_checked).ok_or_else(|| E::custom("snowflake must be positive"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 v.parse().map_err(|_| E::custom(format!("Value \"{v}\" is not snowflake.")))

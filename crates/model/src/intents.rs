@@ -29,8 +29,7 @@ impl Intents {
     /// Every bit Discord defines; anything else in IDENTIFY closes with 4013.
     pub const VALID: Intents = Intents(0b11_0011_0001_1111_1111_1111_1111);
     /// Bits a bot must be granted by its application's flags (else 4014).
-    pub const PRIVILEGED: Intents =
-        Intents(Self::GUILD_MEMBERS.0 | Self::GUILD_PRESENCES.0 | Self::MESSAGE_CONTENT.0);
+    pub const PRIVILEGED: Intents = Intents(Self::GUILD_MEMBERS.0 | Self::GUILD_PRESENCES.0 | Self::MESSAGE_CONTENT.0);
 
     pub const fn contains(self, other: Intents) -> bool {
         self.0 & other.0 == other.0

@@ -24,9 +24,9 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use guildhall_store::{Durable, Mutation, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::Shared;
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::Shared;
 
 /// What a job did: writes to persist, events to publish after them, and the value
 /// returned to the caller.

@@ -27,6 +27,8 @@ pub struct Directory {
     bot_apps: RwLock<HashMap<UserId, ApplicationId>>,
     user_guilds: RwLock<HashMap<UserId, HashSet<GuildId>>>,
     channels: RwLock<HashMap<ChannelId, ChannelHome>>,
+    /// Invite code → the guild that owns the invite (the guild actor keeps it current).
+    invites: RwLock<HashMap<String, GuildId>>,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -98,7 +100,8 @@ impl Directory {
     }
 
     pub fn guilds_of(&self, user: UserId) -> Vec<GuildId> {
-        let mut v: Vec<GuildId> = read(&self.user_guilds).get(&user).map(|s| s.iter().copied().collect()).unwrap_or_default();
+        let mut v: Vec<GuildId> =
+            read(&self.user_guilds).get(&user).map(|s| s.iter().copied().collect()).unwrap_or_default();
         v.sort_unstable();
         v
     }
@@ -127,5 +130,24 @@ impl Directory {
 
     pub fn remove_channel(&self, channel: ChannelId) {
         write(&self.channels).remove(&channel);
+    }
+
+    /// The guild an invite code belongs to.
+    pub fn invite_guild(&self, code: &str) -> Option<GuildId> {
+        read(&self.invites).get(code).copied()
+    }
+
+    /// Claims `code` for `guild`; false if the code is already taken.
+    pub fn claim_invite(&self, code: &str, guild: GuildId) -> bool {
+        let mut map = write(&self.invites);
+        if map.contains_key(code) {
+            return false;
+        }
+        map.insert(code.to_string(), guild);
+        true
+    }
+
+    pub fn remove_invite(&self, code: &str) {
+        write(&self.invites).remove(code);
     }
 }

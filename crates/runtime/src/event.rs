@@ -60,8 +60,19 @@ impl Event {
         Event::new(name, body, Audience::Guild { intent, channel: None, extra: Permissions::NONE }, Some(guild_id))
     }
 
-    pub fn channel(name: &'static str, guild_id: GuildId, channel: ChannelId, intent: Intents, body: &impl Serialize) -> Event {
-        Event::new(name, body, Audience::Guild { intent, channel: Some(channel), extra: Permissions::NONE }, Some(guild_id))
+    pub fn channel(
+        name: &'static str,
+        guild_id: GuildId,
+        channel: ChannelId,
+        intent: Intents,
+        body: &impl Serialize,
+    ) -> Event {
+        Event::new(
+            name,
+            body,
+            Audience::Guild { intent, channel: Some(channel), extra: Permissions::NONE },
+            Some(guild_id),
+        )
     }
 
     pub fn users(name: &'static str, users: Vec<UserId>, intent: Intents, body: &impl Serialize) -> Event {

@@ -5,20 +5,20 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
+use guildhall_domain::GuildState;
 use guildhall_domain::entity::User;
 use guildhall_domain::permissions::channel_permissions;
 use guildhall_domain::wire::{self, ChannelView, MemberView};
-use guildhall_domain::GuildState;
 use guildhall_model::id::UserId;
 use guildhall_model::{Intents, Permissions, Timestamp};
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
+use crate::Shared;
 use crate::actor::{Actor, Handle, Scope};
-use crate::event::{to_bytes, Audience, Event, Outbound};
+use crate::event::{Audience, Event, Outbound, to_bytes};
 use crate::presence::Presence;
 use crate::session::SessionHandle;
-use crate::Shared;
 
 pub type GuildHandle = Handle<GuildScope>;
 pub type GuildActor = Actor<GuildScope>;
@@ -55,7 +55,8 @@ impl GuildScope {
             }
             Audience::GuildWithPermission { intent, permission } => {
                 session.intents.contains(*intent)
-                    && guildhall_domain::permissions::base_permissions(&self.guild, session.user_id).contains(*permission)
+                    && guildhall_domain::permissions::base_permissions(&self.guild, session.user_id)
+                        .contains(*permission)
             }
             Audience::Users { users, intent } => session.intents.contains(*intent) && users.contains(&session.user_id),
         }
@@ -71,7 +72,9 @@ impl Scope for GuildScope {
                 continue;
             }
             let body = match &event.redacted {
-                Some(r) if !s.intents.contains(Intents::MESSAGE_CONTENT) && !r.exempt.contains(&s.user_id) => r.body.clone(),
+                Some(r) if !s.intents.contains(Intents::MESSAGE_CONTENT) && !r.exempt.contains(&s.user_id) => {
+                    r.body.clone()
+                }
                 _ => event.body.clone(),
             };
             gone |= !s.push(Outbound::Dispatch(event.name, body));
@@ -155,7 +158,9 @@ impl Serialize for GuildCreate<'_> {
         let members: Vec<MemberView> = state
             .members
             .values()
-            .filter(|mem| !large || mem.user_id == viewer || (presences_on && self.scope.presences.contains_key(&mem.user_id)))
+            .filter(|mem| {
+                !large || mem.user_id == viewer || (presences_on && self.scope.presences.contains_key(&mem.user_id))
+            })
             .filter_map(|mem| self.users.get(&mem.user_id).map(|u| MemberView::new(mem, Some(u))))
             .collect();
         m.serialize_entry("members", &members)?;
@@ -167,13 +172,10 @@ impl Serialize for GuildCreate<'_> {
             .map(ChannelView::new)
             .collect();
         m.serialize_entry("channels", &channels)?;
-        let threads: Vec<ChannelView> = state.active_threads().filter(|c| visible(c.id)).map(ChannelView::new).collect();
+        let threads: Vec<ChannelView> =
+            state.active_threads().filter(|c| visible(c.id)).map(ChannelView::new).collect();
         m.serialize_entry("threads", &threads)?;
-        let presences: Vec<&Presence> = if presences_on {
-            self.scope.presences.values().collect()
-        } else {
-            Vec::new()
-        };
+        let presences: Vec<&Presence> = if presences_on { self.scope.presences.values().collect() } else { Vec::new() };
         m.serialize_entry("presences", &presences)?;
         m.serialize_entry("stage_instances", &[(); 0])?;
         m.serialize_entry("guild_scheduled_events", &[(); 0])?;

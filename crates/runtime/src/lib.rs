@@ -94,8 +94,13 @@ impl Shared {
             max_id = max_id.max(a.id.get());
             shared.directory.put_application(a);
         }
-        for state in shared.store.load_guilds()? {
+        for mut state in shared.store.load_guilds()? {
             let gid = state.guild.id;
+            // last_message_id is not rewritten on every send; recover it from history.
+            for c in state.channels.values_mut() {
+                let latest = shared.store.messages(c.id, guildhall_store::HistoryQuery::Latest, 1)?;
+                c.last_message_id = latest.first().map(|m| m.id);
+            }
             max_id = max_id.max(gid.get());
             for c in state.channels.values() {
                 max_id = max_id.max(c.id.get()).max(c.last_message_id.map_or(0, |m| m.get()));
@@ -103,6 +108,9 @@ impl Shared {
             }
             for m in state.members.keys() {
                 shared.directory.add_membership(*m, gid);
+            }
+            for code in state.invites.keys() {
+                shared.directory.claim_invite(code, gid);
             }
             shared.spawn_guild(state);
         }
@@ -162,11 +170,7 @@ impl Shared {
     }
 
     pub fn private(&self) -> PrivateHandle {
-        self.private
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .expect("the private actor is spawned in start()")
+        self.private.read().unwrap_or_else(|p| p.into_inner()).clone().expect("the private actor is spawned in start()")
     }
 
     /// Where a channel lives, or 10003 Unknown Channel.
@@ -206,7 +210,8 @@ impl Shared {
     /// The user goes offline when their last session ends.
     pub fn detach_session(&self, user: UserId, session_id: u64) {
         let left = self.sessions.remove(user, session_id);
-        let went_offline = left == 0 && self.presences.write().unwrap_or_else(|p| p.into_inner()).remove(&user).is_some();
+        let went_offline =
+            left == 0 && self.presences.write().unwrap_or_else(|p| p.into_inner()).remove(&user).is_some();
         for gid in self.directory.guilds_of(user) {
             let Ok(g) = self.guild(gid) else { continue };
             g.cast(move |a: &mut GuildActor| {

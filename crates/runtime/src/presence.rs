@@ -21,11 +21,8 @@ pub struct PresenceUser {
 impl Presence {
     pub fn new(user: UserId, status: &str, activities: Vec<serde_json::Value>) -> Presence {
         let shown = if status == "invisible" { "offline" } else { status };
-        let client_status = if shown == "offline" {
-            serde_json::json!({})
-        } else {
-            serde_json::json!({ "desktop": shown })
-        };
+        let client_status =
+            if shown == "offline" { serde_json::json!({}) } else { serde_json::json!({ "desktop": shown }) };
         Presence { user: PresenceUser { id: user }, status: shown.to_string(), activities, client_status }
     }
 

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use guildhall_domain::entity::Channel;
 use guildhall_model::id::{ChannelId, UserId};
 
+use crate::Shared;
 use crate::actor::{Actor, Handle, Scope};
 use crate::event::{Audience, Event, Outbound};
-use crate::Shared;
 
 pub type PrivateHandle = Handle<PrivateScope>;
 pub type PrivateActor = Actor<PrivateScope>;

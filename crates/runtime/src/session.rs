@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use guildhall_model::id::{GuildId, UserId};
 use guildhall_model::Intents;
-use tokio::sync::{mpsc, Notify};
+use guildhall_model::id::{GuildId, UserId};
+use tokio::sync::{Notify, mpsc};
 
 use crate::event::Outbound;
 

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use guildhall_domain::entity::User;
 use guildhall_model::id::UserId;
 use hmac::{Hmac, Mac};
@@ -59,4 +59,3 @@ impl Tokens {
         bool::from(given.ct_eq(&expected)).then_some(user)
     }
 }
-

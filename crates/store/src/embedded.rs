@@ -13,11 +13,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use guildhall_domain::entity::*;
 use guildhall_domain::GuildState;
+use guildhall_domain::entity::*;
 use guildhall_model::id::{ChannelId, Id, MessageId};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use crate::keys::*;
@@ -38,6 +38,9 @@ impl Default for EmbeddedStoreConfig {
         EmbeddedStoreConfig { cache_bytes: 64 << 20, max_pending_writes: 100_000, latest_page_cache_channels: 4096 }
     }
 }
+
+/// A channel's latest page and the write version it was read at.
+type CachedPage = (u64, Arc<[Message]>);
 
 /// Size of the cached latest page; any `Latest` read up to this limit is served from it.
 const LATEST_PAGE: usize = 100;
@@ -74,7 +77,7 @@ struct Inner {
     /// Per-channel write version, bumped whenever a batch touches the channel's
     /// messages; the latest-page cache is valid only at the version it was read at.
     versions: Mutex<HashMap<ChannelId, u64>>,
-    latest: Mutex<HashMap<ChannelId, (u64, Arc<[Message]>)>>,
+    latest: Mutex<HashMap<ChannelId, CachedPage>>,
     history_reads: AtomicU64,
     history_coalesced: AtomicU64,
     batches: AtomicU64,
@@ -178,7 +181,12 @@ fn group_commit(inner: Arc<Inner>) {
 }
 
 impl Inner {
-    fn write(&self, wb: &mut fjall::OwnedWriteBatch, m: Mutation, touched: &mut Vec<ChannelId>) -> Result<(), StoreError> {
+    fn write(
+        &self,
+        wb: &mut fjall::OwnedWriteBatch,
+        m: Mutation,
+        touched: &mut Vec<ChannelId>,
+    ) -> Result<(), StoreError> {
         let ks = &self.ks;
         match m {
             Mutation::PutUser(u) => wb.insert(&ks.users, k1(u.id.get()), enc(&u)),
@@ -187,7 +195,9 @@ impl Inner {
             Mutation::DeleteGuild(g) => {
                 let g = g.get();
                 wb.remove(&ks.guilds, k1(g));
-                for space in [&ks.guild_role, &ks.guild_member, &ks.guild_ban, &ks.guild_invite, &ks.guild_thread_member] {
+                for space in
+                    [&ks.guild_role, &ks.guild_member, &ks.guild_ban, &ks.guild_invite, &ks.guild_thread_member]
+                {
                     self.remove_prefix(wb, space, &k1(g))?;
                 }
                 for kv in ks.guild_channel.prefix(k1(g)) {
@@ -215,12 +225,12 @@ impl Inner {
                 let g = i.guild_id.map_or(0, |g| g.get());
                 wb.insert(&ks.guild_invite, prefixed_str(g, &i.code), enc(&i));
             }
-            Mutation::DeleteInvite(g, code) => wb.remove(&ks.guild_invite, prefixed_str(g.map_or(0, |g| g.get()), &code)),
-            Mutation::PutThreadMember(g, tm) => wb.insert(
-                &ks.guild_thread_member,
-                k3(g.get(), tm.thread_id.get(), tm.user_id.get()),
-                enc(&tm),
-            ),
+            Mutation::DeleteInvite(g, code) => {
+                wb.remove(&ks.guild_invite, prefixed_str(g.map_or(0, |g| g.get()), &code))
+            }
+            Mutation::PutThreadMember(g, tm) => {
+                wb.insert(&ks.guild_thread_member, k3(g.get(), tm.thread_id.get(), tm.user_id.get()), enc(&tm))
+            }
             Mutation::DeleteThreadMember(g, t, u) => wb.remove(&ks.guild_thread_member, k3(g.get(), t.get(), u.get())),
             Mutation::PutMessage(msg) => {
                 let key = k2(msg.channel_id.get(), msg.id.get());
@@ -242,14 +252,24 @@ impl Inner {
         Ok(())
     }
 
-    fn remove_prefix(&self, wb: &mut fjall::OwnedWriteBatch, space: &Keyspace, prefix: &[u8]) -> Result<(), StoreError> {
+    fn remove_prefix(
+        &self,
+        wb: &mut fjall::OwnedWriteBatch,
+        space: &Keyspace,
+        prefix: &[u8],
+    ) -> Result<(), StoreError> {
         for kv in space.prefix(prefix) {
             wb.remove(space, kv.key().map_err(engine)?);
         }
         Ok(())
     }
 
-    fn remove_channel_contents(&self, wb: &mut fjall::OwnedWriteBatch, c: ChannelId, touched: &mut Vec<ChannelId>) -> Result<(), StoreError> {
+    fn remove_channel_contents(
+        &self,
+        wb: &mut fjall::OwnedWriteBatch,
+        c: ChannelId,
+        touched: &mut Vec<ChannelId>,
+    ) -> Result<(), StoreError> {
         self.remove_prefix(wb, &self.ks.channel_message, &k1(c.get()))?;
         self.remove_prefix(wb, &self.ks.channel_pin, &k1(c.get()))?;
         touched.push(c);
@@ -393,11 +413,11 @@ impl Store for EmbeddedStore {
             return Ok(inner.read_page(channel, query, limit)?.into());
         }
         let version = inner.version(channel);
-        if let Some((v, page)) = inner.latest.lock().unwrap_or_else(|p| p.into_inner()).get(&channel) {
-            if *v == version {
-                inner.history_coalesced.fetch_add(1, Ordering::Relaxed);
-                return Ok(page[..limit.min(page.len())].into());
-            }
+        if let Some((_, page)) =
+            inner.latest.lock().unwrap_or_else(|p| p.into_inner()).get(&channel).filter(|(v, _)| *v == version)
+        {
+            inner.history_coalesced.fetch_add(1, Ordering::Relaxed);
+            return Ok(page[..limit.min(page.len())].into());
         }
         let page: Arc<[Message]> = inner.read_page(channel, HistoryQuery::Latest, LATEST_PAGE)?.into();
         // Cache only if no write to the channel became visible during the read.

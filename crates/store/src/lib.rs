@@ -17,8 +17,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use guildhall_domain::entity::*;
 use guildhall_domain::GuildState;
+use guildhall_domain::entity::*;
 use guildhall_model::id::{ChannelId, GuildId, MessageId, RoleId, UserId};
 
 pub use embedded::{EmbeddedStore, EmbeddedStoreConfig};

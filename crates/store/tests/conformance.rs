@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use guildhall_domain::entity::*;
 use guildhall_domain::GuildState;
+use guildhall_domain::entity::*;
 use guildhall_model::id::{ChannelId, GuildId, Id, MessageId, UserId};
 use guildhall_model::{Permissions, Timestamp};
 use guildhall_store::{EmbeddedStore, EmbeddedStoreConfig, HistoryQuery, Mutation, Store};
