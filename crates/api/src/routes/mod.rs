@@ -1,7 +1,9 @@
 //! Route table. One module per resource, each exposing `routes()`.
 
 pub mod auth;
+pub mod guild_common;
 pub mod guilds;
+pub mod invites;
 pub mod messages;
 pub mod meta;
 pub mod users;
@@ -17,4 +19,5 @@ pub fn router() -> Router<AppState> {
         .merge(users::routes())
         .merge(guilds::routes())
         .merge(messages::routes())
+        .merge(invites::routes())
 }

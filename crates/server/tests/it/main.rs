@@ -3,4 +3,5 @@
 
 mod common;
 mod durability;
+mod invites;
 mod rest_basics;
