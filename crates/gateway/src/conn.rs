@@ -1,0 +1,636 @@
+//! One gateway connection: the task that owns the socket, the proto `Session` and
+//! the transport encoder, and (once identified) the session's runtime queue. The
+//! numbered run loop is in the crate docs; the steps are marked below.
+
+use std::future::{Future, pending};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use guildhall_domain::entity::{Application, User};
+use guildhall_domain::wire::CurrentUserView;
+use guildhall_model::Intents;
+use guildhall_model::gateway::CloseCode;
+use guildhall_proto::frame;
+use guildhall_proto::{Command, Compression, Encoder, Identify, Resume, ResumeError, Session, WsMessage, ZstdRelease};
+use guildhall_runtime::SessionHandle;
+use guildhall_runtime::event::{Outbound, to_bytes};
+use guildhall_runtime::session::SessionShared;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep, sleep_until, timeout};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use crate::handshake::{self, Upgrade};
+use crate::registry::{self, Core, Kick};
+use crate::stats::GatewayStats;
+use crate::{Gateway, members, presence};
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// How long a RESUME waits for the session's previous owner to hand it over.
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the socket part of a connection ended.
+enum End {
+    /// The client sent a close frame (with this code, if any).
+    ClientClosed(Option<u16>),
+    /// We closed the socket with this code.
+    ServerClosed(CloseCode),
+    /// EOF, a socket error, or a write that timed out.
+    Dropped,
+    /// The session's queue overflowed: it missed an event.
+    Overflow,
+    /// The runtime invalidated the session.
+    Invalidated,
+    /// A RESUME on another socket asked for the session.
+    Kicked(Kick),
+    Shutdown,
+}
+
+/// The identified part of a connection.
+struct Live {
+    handle: SessionHandle,
+    rx: mpsc::Receiver<Outbound>,
+    shared: Arc<SessionShared>,
+    session_id: Box<str>,
+    generation: u64,
+    kick: Option<oneshot::Receiver<Kick>>,
+    bot: bool,
+}
+
+struct Conn {
+    gw: Arc<Gateway>,
+    ws: Ws,
+    session: Session,
+    encoder: Encoder,
+    live: Option<Live>,
+}
+
+enum Wake {
+    Shutdown,
+    Kick(Result<Kick, oneshot::error::RecvError>),
+    Overflow,
+    Inbound(Option<Result<Message, WsError>>),
+    Outbound(Option<Outbound>),
+    Heartbeat,
+    Idle,
+}
+
+pub(crate) async fn run(gw: Arc<Gateway>, mut stream: TcpStream, up: Upgrade) {
+    if let Some(reason) = up.reject {
+        let _ = handshake::reject(&mut stream, reason).await;
+        return;
+    }
+    // Step 1.
+    if handshake::accept(&mut stream, &up.key).await.is_err() {
+        return;
+    }
+    let cfg = &gw.config;
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(cfg.read_buffer_size)
+        .write_buffer_size(cfg.write_buffer_size)
+        .max_message_size(Some(cfg.max_message_size))
+        .max_frame_size(Some(cfg.max_message_size));
+    let ws = WebSocketStream::from_partially_read(stream, up.leftover, Role::Server, Some(ws_config)).await;
+    GatewayStats::add(&gw.stats.connections_open, 1);
+    let mut conn = Conn {
+        session: guildhall_proto::Session::new(cfg.session, Instant::now()),
+        encoder: Encoder::new(up.compression, cfg.encoder),
+        gw: gw.clone(),
+        ws,
+        live: None,
+    };
+    let end = if up.bad_version || up.bad_encoding {
+        let hello = conn.session.hello_frame();
+        match conn.send_now(hello).await {
+            Ok(()) => {
+                let reason = if up.bad_encoding {
+                    "Only encoding=json is supported."
+                } else {
+                    CloseCode::InvalidApiVersion.reason()
+                };
+                conn.close_with(CloseCode::InvalidApiVersion, reason, true).await
+            }
+            Err(end) => end,
+        }
+    } else {
+        conn.serve().await
+    };
+    conn.finish(end).await;
+}
+
+fn to_message(msg: WsMessage) -> Message {
+    match msg {
+        WsMessage::Binary(b) => Message::Binary(b),
+        WsMessage::Text(b) => {
+            let copy = b.clone();
+            Message::Text(Utf8Bytes::try_from(b).unwrap_or_else(|_| String::from_utf8_lossy(&copy).into_owned().into()))
+        }
+    }
+}
+
+/// Runs a write, giving up after `limit` or as soon as the session overflows.
+async fn guarded(
+    limit: Duration,
+    shared: Option<&SessionShared>,
+    write: impl Future<Output = Result<(), WsError>>,
+) -> Result<(), End> {
+    let overflow = async {
+        match shared {
+            Some(s) => loop {
+                if s.overflowed.load(Ordering::Acquire) {
+                    break;
+                }
+                s.notify.notified().await;
+            },
+            None => pending().await,
+        }
+    };
+    tokio::select! {
+        r = timeout(limit, write) => match r {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(End::Dropped),
+        },
+        () = overflow => Err(End::Overflow),
+    }
+}
+
+impl Conn {
+    fn idle_release_applies(&self) -> bool {
+        self.encoder.is_holding_state()
+            && !(self.encoder.compression() == Compression::ZstdStream
+                && self.gw.config.encoder.zstd_release == ZstdRelease::Keep)
+    }
+
+    /// Encodes and writes one control frame (HELLO, ACK, op 7, op 9).
+    async fn send_now(&mut self, frame: Bytes) -> Result<(), End> {
+        let msg = self.encoder.encode(frame);
+        GatewayStats::add(&self.gw.stats.bytes_written, msg.bytes().len() as u64);
+        let shared = self.live.as_ref().map(|l| &*l.shared);
+        guarded(self.gw.config.write_timeout, shared, self.ws.send(to_message(msg))).await
+    }
+
+    /// Sends a close frame; with `wait`, reads until the client answers (bounded).
+    async fn close_with(&mut self, code: CloseCode, reason: &str, wait: bool) -> End {
+        let frame = CloseFrame { code: WsCloseCode::from(code.code()), reason: reason.into() };
+        let ws = &mut self.ws;
+        let _ = timeout(self.gw.config.close_timeout, async {
+            if ws.send(Message::Close(Some(frame))).await.is_ok() && wait {
+                while let Some(Ok(_)) = ws.next().await {}
+            }
+        })
+        .await;
+        End::ServerClosed(code)
+    }
+
+    async fn close(&mut self, code: CloseCode) -> End {
+        self.close_with(code, code.reason(), true).await
+    }
+
+    /// Steps 2-6.
+    async fn serve(&mut self) -> End {
+        let hello = self.session.hello_frame();
+        if let Err(end) = self.send_now(hello).await {
+            return end;
+        }
+        let mut shutdown = self.gw.shutdown_signal();
+        let heartbeat = sleep_until(self.session.poll_timeout().into());
+        let idle = sleep(self.gw.config.compressor_idle);
+        tokio::pin!(heartbeat, idle);
+        let mut idle_armed = false;
+        loop {
+            if *shutdown.borrow_and_update() {
+                return self.shutdown().await;
+            }
+            if let Some(live) = &self.live
+                && live.shared.overflowed.load(Ordering::Acquire)
+            {
+                return self.overflowed().await;
+            }
+            // Step 2.
+            let wake = {
+                let (rx, shared, kick) = match &mut self.live {
+                    Some(l) => (Some(&mut l.rx), Some(&*l.shared), l.kick.as_mut()),
+                    None => (None, None, None),
+                };
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => Wake::Shutdown,
+                    r = async { match kick { Some(k) => k.await, None => pending().await } } => Wake::Kick(r),
+                    () = async { match shared { Some(s) => s.notify.notified().await, None => pending().await } } => Wake::Overflow,
+                    m = self.ws.next() => Wake::Inbound(m),
+                    item = async { match rx { Some(rx) => rx.recv().await, None => pending().await } } => Wake::Outbound(item),
+                    () = &mut heartbeat => Wake::Heartbeat,
+                    () = &mut idle, if idle_armed => Wake::Idle,
+                }
+            };
+            let result = match wake {
+                Wake::Shutdown => continue,
+                Wake::Kick(Ok(reply)) => {
+                    self.close_with(CloseCode::UnknownError, "Session resumed on another connection.", false).await;
+                    return End::Kicked(reply);
+                }
+                Wake::Kick(Err(_)) => {
+                    if let Some(l) = &mut self.live {
+                        l.kick = None;
+                    }
+                    Ok(())
+                }
+                Wake::Overflow => continue,
+                // Step 3.
+                Wake::Inbound(None) => Err(End::Dropped),
+                Wake::Inbound(Some(Err(WsError::Capacity(_)))) => Err(self.close(CloseCode::DecodeError).await),
+                Wake::Inbound(Some(Err(_))) => Err(End::Dropped),
+                Wake::Inbound(Some(Ok(msg))) => {
+                    let r = match msg {
+                        Message::Text(t) => self.inbound(t.as_bytes()).await,
+                        Message::Binary(b) => self.inbound(&b).await,
+                        Message::Close(frame) => Err(End::ClientClosed(frame.map(|f| u16::from(f.code)))),
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(()),
+                    };
+                    heartbeat.as_mut().reset(self.session.poll_timeout().into());
+                    r
+                }
+                // Step 4.
+                Wake::Outbound(None) => Err(End::Invalidated),
+                Wake::Outbound(Some(item)) => self.deliver(item).await,
+                // Step 5.
+                Wake::Heartbeat => match self.session.handle_timeout(Instant::now()) {
+                    Err(code) => Err(self.close(code).await),
+                    Ok(()) => {
+                        heartbeat.as_mut().reset(self.session.poll_timeout().into());
+                        Ok(())
+                    }
+                },
+                // Step 6.
+                Wake::Idle => {
+                    self.encoder.release();
+                    idle_armed = false;
+                    continue;
+                }
+            };
+            if let Err(end) = result {
+                return match end {
+                    End::Overflow => self.overflowed().await,
+                    end => end,
+                };
+            }
+            if self.idle_release_applies() {
+                idle.as_mut().reset((Instant::now() + self.gw.config.compressor_idle).into());
+                idle_armed = true;
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) -> End {
+        if self.send_now(Bytes::from_static(frame::RECONNECT)).await.is_ok() {
+            self.close_with(CloseCode::UnknownError, "Server restarting; reconnect.", false).await;
+        }
+        End::Shutdown
+    }
+
+    async fn overflowed(&mut self) -> End {
+        GatewayStats::add(&self.gw.stats.overflows, 1);
+        // The socket may be stalled: do not wait for it.
+        let _ = timeout(
+            Duration::from_millis(100),
+            self.close_with(CloseCode::UnknownError, "Too slow: events were dropped.", false),
+        )
+        .await;
+        End::Overflow
+    }
+
+    async fn inbound(&mut self, payload: &[u8]) -> Result<(), End> {
+        let command = match self.session.handle_frame(payload, Instant::now()) {
+            Ok(c) => c,
+            Err(code) => return Err(self.close(code).await),
+        };
+        match command {
+            Command::Reply(bytes) => self.send_now(bytes).await,
+            Command::Identify(identify) => self.identify(*identify).await,
+            Command::Resume(resume) => self.resume(resume).await,
+            Command::PresenceUpdate(update) => {
+                if let Some(live) = &self.live {
+                    let p = presence::from_update(live.handle.user_id, live.bot, &update);
+                    self.gw.rt.update_presence(live.handle.user_id, p);
+                }
+                Ok(())
+            }
+            Command::RequestGuildMembers(req) => {
+                if let Some(live) = &self.live {
+                    members::request(&self.gw.rt, &live.handle, req).await;
+                }
+                Ok(())
+            }
+            // Voice, soundboard and channel info are not served: accepted and ignored.
+            Command::VoiceStateUpdate(_) | Command::RequestSoundboardSounds(_) | Command::RequestChannelInfo(_) => {
+                Ok(())
+            }
+        }
+    }
+
+    async fn identify(&mut self, id: Identify) -> Result<(), End> {
+        let gw = self.gw.clone();
+        let token = id.token.strip_prefix("Bot ").unwrap_or(&id.token);
+        let Some(user) = gw.tokens.verify(token, &gw.rt.directory) else {
+            return Err(self.close(CloseCode::AuthenticationFailed).await);
+        };
+        let app = if user.bot { gw.rt.directory.application_of_bot(user.id) } else { None };
+        if user.bot {
+            let allowed = app.as_ref().map_or(Intents(0), |a| a.allowed_privileged_intents());
+            let asked = Intents(id.intents.0 & Intents::PRIVILEGED.0);
+            if !allowed.contains(asked) {
+                return Err(self.close(CloseCode::DisallowedIntents).await);
+            }
+        }
+        let session_id = registry::new_session_id();
+        let (tx, rx) = mpsc::channel(gw.config.queue_capacity);
+        let (handle, shared) =
+            SessionHandle::new(gw.rt.ids.next(), user.id, id.intents, id.shard, id.large_threshold, tx);
+        self.session.identified(session_id.as_str());
+        let ready = ready_body(&gw, &user, app.as_deref(), &handle, &session_id);
+        let frame = self.session.dispatch("READY", &ready);
+        let msg = self.encoder.encode_dispatch(&frame);
+        let (generation, kick) = gw.registry.insert(&session_id, user.id);
+        GatewayStats::add(&gw.stats.sessions_open, 1);
+        GatewayStats::add(&gw.stats.identifies, 1);
+        self.live = Some(Live {
+            handle: handle.clone(),
+            rx,
+            shared,
+            session_id: session_id.into(),
+            generation,
+            kick: Some(kick),
+            bot: user.bot,
+        });
+        self.write(vec![msg]).await?;
+        let presence = presence::from_identify(user.id, user.bot, id.presence.as_deref());
+        gw.rt.attach_session(handle, presence).await;
+        Ok(())
+    }
+
+    async fn resume(&mut self, r: Resume) -> Result<(), End> {
+        let gw = self.gw.clone();
+        let token = r.token.strip_prefix("Bot ").unwrap_or(&r.token);
+        let Some(user) = gw.tokens.verify(token, &gw.rt.directory) else {
+            return Err(self.close(CloseCode::AuthenticationFailed).await);
+        };
+        let core = match gw.registry.take(&r.session_id, user.id) {
+            Ok(kick) => {
+                let (tx, rx) = oneshot::channel();
+                if kick.send(tx).is_ok() { timeout(HANDOVER_TIMEOUT, rx).await.ok().and_then(Result::ok) } else { None }
+            }
+            Err(_) => None,
+        };
+        let Some(core) = core else {
+            self.session.resume_rejected();
+            return self.send_now(Bytes::from_static(frame::INVALID_SESSION)).await;
+        };
+        if core.overflowed() {
+            gw.end_session(&core.handle, None);
+            self.session.resume_rejected();
+            return self.send_now(Bytes::from_static(frame::INVALID_SESSION)).await;
+        }
+        let Core { handle, rx, shared, outbox } = core;
+        let mut msgs = Vec::new();
+        match self.session.resume(outbox, r.seq) {
+            Ok(replay) => {
+                for f in replay {
+                    msgs.push(self.encoder.encode_dispatch(&f));
+                }
+            }
+            Err(ResumeError::SeqAhead { .. }) => {
+                gw.end_session(&handle, None);
+                return Err(self.close(CloseCode::InvalidSeq).await);
+            }
+            Err(ResumeError::Expired { .. } | ResumeError::NoSession) => {
+                gw.end_session(&handle, None);
+                return self.send_now(Bytes::from_static(frame::INVALID_SESSION)).await;
+            }
+        }
+        GatewayStats::add(&gw.stats.dispatches_delivered, msgs.len() as u64);
+        let resumed = self.session.resumed_frame();
+        msgs.push(self.encoder.encode_dispatch(&resumed));
+        let (generation, kick) = gw.registry.insert(&r.session_id, user.id);
+        GatewayStats::add(&gw.stats.resumes, 1);
+        self.live = Some(Live {
+            handle,
+            rx,
+            shared,
+            session_id: r.session_id.into(),
+            generation,
+            kick: Some(kick),
+            bot: user.bot,
+        });
+        self.write(msgs).await
+    }
+
+    /// Feeds every message, then flushes once.
+    async fn write(&mut self, msgs: Vec<WsMessage>) -> Result<(), End> {
+        let bytes: usize = msgs.iter().map(|m| m.bytes().len()).sum();
+        GatewayStats::add(&self.gw.stats.bytes_written, bytes as u64);
+        let ws = &mut self.ws;
+        let shared = self.live.as_ref().map(|l| &*l.shared);
+        guarded(self.gw.config.write_timeout, shared, async {
+            for m in msgs {
+                ws.feed(to_message(m)).await?;
+            }
+            ws.flush().await
+        })
+        .await
+    }
+
+    /// Step 4: writes `first` and everything else already queued (up to
+    /// `max_batch`), then flushes once.
+    async fn deliver(&mut self, first: Outbound) -> Result<(), End> {
+        let Some(live) = self.live.as_mut() else { return Ok(()) };
+        let max_batch = self.gw.config.max_batch;
+        let stats = &self.gw.stats;
+        let ws = &mut self.ws;
+        let session = &mut self.session;
+        let encoder = &mut self.encoder;
+        let rx = &mut live.rx;
+        let mut control = None;
+        let work = async {
+            let mut item = Some(first);
+            let mut count = 0usize;
+            while let Some(it) = item.take() {
+                match it {
+                    Outbound::Dispatch(name, body) => {
+                        let frame = session.dispatch(name, &body);
+                        let msg = encoder.encode_dispatch(&frame);
+                        GatewayStats::add(&stats.bytes_written, msg.bytes().len() as u64);
+                        count += 1;
+                        ws.feed(to_message(msg)).await?;
+                    }
+                    other => {
+                        control = Some(other);
+                        break;
+                    }
+                }
+                if count < max_batch {
+                    item = rx.try_recv().ok();
+                }
+            }
+            GatewayStats::add(&stats.dispatches_delivered, count as u64);
+            ws.flush().await
+        };
+        guarded(self.gw.config.write_timeout, Some(&*live.shared), work).await?;
+        match control {
+            None => Ok(()),
+            Some(Outbound::Invalidate) => {
+                self.send_now(Bytes::from_static(frame::INVALID_SESSION)).await?;
+                self.close_with(CloseCode::UnknownError, "Session invalidated.", true).await;
+                Err(End::Invalidated)
+            }
+            Some(_) => Err(self.close(CloseCode::UnknownError).await),
+        }
+    }
+
+    /// Step 7.
+    async fn finish(self, end: End) {
+        let Conn { gw, ws, session, encoder, live } = self;
+        if let End::ServerClosed(code) = &end {
+            tracing::debug!(code = code.code(), "gateway closed a connection");
+        }
+        drop(ws);
+        drop(encoder);
+        GatewayStats::sub(&gw.stats.connections_open, 1);
+        let Some(live) = live else { return };
+        let Some(outbox) = session.into_outbox() else {
+            gw.end_session(&live.handle, Some((&live.session_id, live.generation)));
+            return;
+        };
+        let core = Core { handle: live.handle, rx: live.rx, shared: live.shared, outbox };
+        match end {
+            End::Kicked(reply) => {
+                if let Err(core) = reply.send(core) {
+                    gw.end_session(&core.handle, None);
+                }
+            }
+            End::ClientClosed(Some(1000 | 1001)) | End::Overflow | End::Invalidated | End::Shutdown => {
+                gw.end_session(&core.handle, Some((&live.session_id, live.generation)));
+            }
+            End::ClientClosed(_) | End::ServerClosed(_) | End::Dropped => {
+                keep(gw, core, live.session_id, live.generation, live.kick).await;
+            }
+        }
+    }
+}
+
+/// Step 7, after a resumable drop: holds the session for `resume_window`, pushing
+/// what the runtime sends into the replay outbox, until a RESUME takes it.
+async fn keep(
+    gw: Arc<Gateway>,
+    mut core: Core,
+    session_id: Box<str>,
+    generation: u64,
+    kick: Option<oneshot::Receiver<Kick>>,
+) {
+    let owned = Some((&*session_id, generation));
+    let Some(mut kick) = kick else {
+        gw.end_session(&core.handle, owned);
+        return;
+    };
+    let mut shutdown = gw.shutdown_signal();
+    if *shutdown.borrow_and_update() {
+        gw.end_session(&core.handle, owned);
+        return;
+    }
+    let deadline = sleep(gw.config.resume_window);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut kick => {
+                match r {
+                    Ok(reply) => {
+                        if let Err(core) = reply.send(core) {
+                            gw.end_session(&core.handle, None);
+                        }
+                    }
+                    Err(_) => gw.end_session(&core.handle, owned),
+                }
+                return;
+            }
+            () = core.shared.notify.notified() => {
+                if core.overflowed() {
+                    GatewayStats::add(&gw.stats.overflows, 1);
+                    gw.end_session(&core.handle, owned);
+                    return;
+                }
+            }
+            item = core.rx.recv() => match item {
+                Some(Outbound::Dispatch(name, body)) => {
+                    core.outbox.push(name, &body);
+                }
+                Some(Outbound::CloseResumable) => {}
+                Some(Outbound::Invalidate) | None => {
+                    gw.end_session(&core.handle, owned);
+                    return;
+                }
+            },
+            () = &mut deadline => {
+                gw.end_session(&core.handle, owned);
+                return;
+            }
+            _ = shutdown.changed() => {
+                gw.end_session(&core.handle, owned);
+                return;
+            }
+        }
+    }
+}
+
+/// The READY body (protocol notes 1.6).
+fn ready_body(gw: &Gateway, user: &User, app: Option<&Application>, handle: &SessionHandle, session_id: &str) -> Bytes {
+    let guilds: Vec<serde_json::Value> = gw
+        .rt
+        .directory
+        .guilds_of(user.id)
+        .into_iter()
+        .filter(|g| handle.wants_guild(Some(*g)))
+        .map(|id| serde_json::json!({ "id": id, "unavailable": true }))
+        .collect();
+    let mut body = serde_json::json!({
+        "v": 10,
+        "user": CurrentUserView::new(user),
+        "guilds": guilds,
+        "session_id": session_id,
+        "resume_gateway_url": gw.rt.config.gateway_url,
+        "private_channels": [],
+        "relationships": [],
+        "user_settings": {},
+        "presences": [],
+        "guild_join_requests": [],
+        "geo_ordered_rtc_regions": [],
+        "session_type": "normal",
+        "auth_session_id_hash": "",
+    });
+    if let Some((id, count)) = handle.shard {
+        body["shard"] = serde_json::json!([id, count]);
+    }
+    if let Some(app) = app {
+        body["application"] = serde_json::json!({ "id": app.id, "flags": app.flags });
+    }
+    to_bytes(&body)
+}
+
+impl Gateway {
+    /// Ends a session for good: forgets it for RESUME (if `owned` still names
+    /// this owner) and detaches it from the runtime.
+    pub(crate) fn end_session(&self, handle: &SessionHandle, owned: Option<(&str, u64)>) {
+        if let Some((session_id, generation)) = owned {
+            self.registry.remove(session_id, generation);
+        }
+        self.rt.detach_session(handle.user_id, handle.id);
+        GatewayStats::sub(&self.stats.sessions_open, 1);
+    }
+}
