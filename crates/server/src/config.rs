@@ -22,6 +22,10 @@ pub struct Config {
     pub password_iterations: u32,
     /// Largest upload per message, bytes.
     pub max_upload_bytes: usize,
+    /// Gateway: capacity of each session's outbound queue (a full queue ends the
+    /// session) and how long a dropped session stays resumable, in seconds.
+    pub gateway_queue_capacity: usize,
+    pub gateway_resume_window_secs: u64,
     /// Snowflake worker id (0-31); distinct per node.
     pub worker_id: u8,
     /// Log format: "text" or "json".
@@ -38,6 +42,8 @@ impl Default for Config {
             password_memory_kib: 19 * 1024,
             password_iterations: 2,
             max_upload_bytes: 25 << 20,
+            gateway_queue_capacity: 2048,
+            gateway_resume_window_secs: 120,
             worker_id: 0,
             log_format: "text".into(),
         }
@@ -50,6 +56,15 @@ impl Config {
     }
     pub fn gateway_url(&self) -> String {
         self.gateway_url.clone().unwrap_or_else(|| format!("ws://{}", self.listen)).trim_end_matches('/').to_string()
+    }
+
+    /// The gateway's tunables from this configuration.
+    pub fn gateway_config(&self) -> guildhall_gateway::GatewayConfig {
+        guildhall_gateway::GatewayConfig {
+            queue_capacity: self.gateway_queue_capacity.max(1),
+            resume_window: std::time::Duration::from_secs(self.gateway_resume_window_secs),
+            ..guildhall_gateway::GatewayConfig::default()
+        }
     }
 
     /// Loads the file (if any) and applies the environment.
@@ -89,6 +104,12 @@ impl Config {
         }
         if let Some(v) = get("GUILDHALL_MAX_UPLOAD_BYTES") {
             self.max_upload_bytes = parse("GUILDHALL_MAX_UPLOAD_BYTES", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_GATEWAY_QUEUE_CAPACITY") {
+            self.gateway_queue_capacity = parse("GUILDHALL_GATEWAY_QUEUE_CAPACITY", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_GATEWAY_RESUME_WINDOW_SECS") {
+            self.gateway_resume_window_secs = parse("GUILDHALL_GATEWAY_RESUME_WINDOW_SECS", v)?;
         }
         if let Some(v) = get("GUILDHALL_WORKER_ID") {
             self.worker_id = parse("GUILDHALL_WORKER_ID", v)?;

@@ -5,12 +5,14 @@
 //! This is the only crate that chooses a backend or a transport.
 
 pub mod config;
+mod listen;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use guildhall_api::{auth, ApiConfig, AppState};
+use guildhall_gateway::Gateway;
 use guildhall_runtime::{Runtime, RuntimeConfig, Shared};
 use guildhall_store::{EmbeddedStore, EmbeddedStoreConfig, Mutation, Store};
 use tokio::net::TcpListener;
@@ -21,6 +23,8 @@ pub use config::Config;
 pub struct Server {
     pub addr: SocketAddr,
     pub runtime: Runtime,
+    /// The gateway (its [`guildhall_gateway::GatewayStats`] feed metrics).
+    pub gateway: Arc<Gateway>,
     listener: TcpListener,
     state: AppState,
     store: Arc<EmbeddedStore>,
@@ -58,9 +62,11 @@ impl Server {
             attachments_dir: config.data_dir.join("attachments"),
         };
         let runtime = Shared::start(store.clone(), rt_config, config.worker_id).map_err(|e| e.message)?;
+        let tokens = Arc::new(auth::Tokens::new(secret));
+        let gateway = Gateway::new(runtime.clone(), tokens.clone(), config.gateway_config());
         let state = AppState {
             rt: runtime.clone(),
-            tokens: Arc::new(auth::Tokens::new(secret)),
+            tokens,
             config: Arc::new(ApiConfig {
                 password_cost: auth::PasswordCost {
                     memory_kib: config.password_memory_kib,
@@ -70,7 +76,7 @@ impl Server {
             }),
             accounts: Arc::new(tokio::sync::Mutex::new(())),
         };
-        Ok(Server { addr, runtime, listener, state, store })
+        Ok(Server { addr, runtime, gateway, listener, state, store })
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
@@ -78,7 +84,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
         let app = guildhall_api::app(self.state);
         tracing::info!(addr = %self.addr, "guildhall listening");
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.map_err(|e| e.to_string())?;
+        listen::serve(self.listener, app, self.gateway, shutdown).await.map_err(|e| e.to_string())?;
         self.runtime.shutdown().await;
         drop(self.runtime);
         self.store.flush().map_err(|e| e.to_string())?;

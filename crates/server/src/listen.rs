@@ -1,0 +1,165 @@
+//! One listener for REST and the gateway. Each accepted connection gets a task that
+//! reads its request head once (bounded by [`HANDSHAKE_TIMEOUT`]): a WebSocket
+//! upgrade goes to the gateway with the socket itself; anything else goes to axum
+//! through a channel-backed [`axum::serve::Listener`], wrapped in [`Rewind`] so hyper
+//! reads the bytes already consumed first.
+//!
+//! Shutdown: stop accepting, tell the gateway (op 7 + close to every session), and
+//! let axum finish in-flight HTTP requests; returns when both are done.
+
+use std::future::{Future, IntoFuture, pending};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use guildhall_gateway::{Gateway, Sniffed, sniff};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+/// Time a new connection has to send its request head.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for gateway connections to close at shutdown.
+const GATEWAY_DRAIN: Duration = Duration::from_secs(10);
+
+/// Serves REST and the gateway on `listener` until `shutdown` resolves.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (conn_tx, conn_rx) = mpsc::channel(1024);
+    let accept = tokio::spawn(accept_loop(listener, gateway.clone(), conn_tx, stop_rx.clone()));
+    let mut http_stop = stop_rx;
+    let http = axum::serve(HttpConns { rx: conn_rx, addr }, app).with_graceful_shutdown(async move {
+        let _ = http_stop.wait_for(|stop| *stop).await;
+    });
+    let stopper = async move {
+        shutdown.await;
+        stop_tx.send_replace(true);
+        gateway.shutdown(GATEWAY_DRAIN).await;
+    };
+    let (served, ()) = tokio::join!(http.into_future(), stopper);
+    let _ = accept.await;
+    served
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    conns: mpsc::Sender<(Rewind, SocketAddr)>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            // Set once, to true, at shutdown (or the sender is gone): stop either way.
+            _ = stop.changed() => break,
+        };
+        tokio::spawn(route(stream, peer, gateway.clone(), conns.clone()));
+    }
+}
+
+/// Reads the request head and hands the connection to the gateway or to axum.
+async fn route(mut stream: TcpStream, peer: SocketAddr, gateway: Arc<Gateway>, conns: mpsc::Sender<(Rewind, SocketAddr)>) {
+    let _ = stream.set_nodelay(true);
+    let sniffed = match tokio::time::timeout(HANDSHAKE_TIMEOUT, sniff(&mut stream)).await {
+        Ok(Ok(s)) => s,
+        _ => return,
+    };
+    match sniffed {
+        Sniffed::Closed => {}
+        Sniffed::Http(prefix) => {
+            let _ = conns.send((Rewind { prefix, pos: 0, inner: stream }, peer)).await;
+        }
+        Sniffed::WebSocket(upgrade) => gateway.serve(stream, upgrade).await,
+    }
+}
+
+/// Accepted HTTP connections, as axum's listener.
+struct HttpConns {
+    rx: mpsc::Receiver<(Rewind, SocketAddr)>,
+    addr: SocketAddr,
+}
+
+impl axum::serve::Listener for HttpConns {
+    type Io = Rewind;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Rewind, SocketAddr) {
+        match self.rx.recv().await {
+            Some(conn) => conn,
+            // The accept loop stopped: axum's graceful shutdown ends the serve loop.
+            None => pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+}
+
+/// A TCP stream whose first reads return bytes that were already read from it.
+pub(crate) struct Rewind {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.pos < this.prefix.len() {
+            let n = (this.prefix.len() - this.pos).min(buf.remaining());
+            buf.put_slice(&this.prefix[this.pos..this.pos + n]);
+            this.pos += n;
+            if this.pos == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
