@@ -1,0 +1,221 @@
+//! store (REST side): durable message sends per second with many concurrent
+//! senders over many channels (a 2xx means the message is on disk), latest-50
+//! history reads at a target rate (open loop: latency counts from the intended
+//! send time, so a server that falls behind is charged for it), and the
+//! coalescing check — 1,000 concurrent identical history reads on a channel
+//! whose cached page was just invalidated, and how many store reads the server's
+//! `/metrics` counters say they caused. The store-API figure (no HTTP) comes from
+//! `cargo run --release -p guildhall-store --example store_bench`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::hist::Histogram;
+use crate::report::{Goal, Report};
+use crate::rest::{Rest, metric_value, pool};
+use crate::seed::{create_guilds, register_users};
+use crate::{Common, Res};
+
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Messages to send in the throughput phase.
+    #[arg(long, default_value_t = 50_000)]
+    pub messages: usize,
+    /// Concurrent senders (HTTP requests in flight).
+    #[arg(long, default_value_t = 256)]
+    pub senders: usize,
+    /// Channels (each in its own guild, owned by its own user).
+    #[arg(long, default_value_t = 64)]
+    pub channels: usize,
+    /// Message content size, bytes.
+    #[arg(long, default_value_t = 200)]
+    pub size: usize,
+    /// Target history requests per second.
+    #[arg(long, default_value_t = 20_000.0)]
+    pub history_rate: f64,
+    /// Seconds of history reads.
+    #[arg(long, default_value_t = 5.0)]
+    pub history_secs: f64,
+    /// Requests in flight at most during the history phase.
+    #[arg(long, default_value_t = 512)]
+    pub history_conc: usize,
+    /// Concurrent identical reads in the coalescing check.
+    #[arg(long, default_value_t = 1000)]
+    pub coalesce: usize,
+}
+
+pub async fn run(a: StoreArgs) -> Res<PathBuf> {
+    let target = a.common.target()?;
+    let rest = Rest::new(&target.base);
+    let mut r = Report::new(
+        "store",
+        json!({ "messages": a.messages, "senders": a.senders, "channels": a.channels, "size": a.size,
+                "history_rate": a.history_rate, "history_secs": a.history_secs, "coalesce": a.coalesce }),
+    );
+    let channels_n = a.channels.max(3);
+    eprintln!("store: seeding {channels_n} users, each with a guild");
+    let users = register_users(&rest, channels_n, a.common.seed_concurrency).await?;
+    let mut chans = Vec::new();
+    for u in &users {
+        let g = create_guilds(&rest, &u.token, 1, 1).await?;
+        chans.push((u.token.clone(), g[0].1.clone()));
+    }
+    let chans = Arc::new(chans);
+
+    // 1. Durable sends.
+    eprintln!("store: {} messages from {} concurrent senders over {channels_n} channels", a.messages, a.senders);
+    let content = Arc::new("m".repeat(a.size.max(1)));
+    let before = target.proc();
+    let t = Instant::now();
+    let (rest2, chans2, content2) = (rest.clone(), chans.clone(), content.clone());
+    let results = pool(a.messages, a.senders, move |i| {
+        let (rest, chans, content) = (rest2.clone(), chans2.clone(), content2.clone());
+        async move {
+            let (token, channel) = &chans[i % chans.len()];
+            let t = Instant::now();
+            let body = json!({ "content": format!("{i} {content}") });
+            rest.ok(Method::POST, &format!("/channels/{channel}/messages"), Some(token), Some(&body)).await?;
+            Ok(t.elapsed())
+        }
+    })
+    .await;
+    let wall = t.elapsed().as_secs_f64();
+    let after = target.proc();
+    let mut send = Histogram::new();
+    let mut errors = Vec::new();
+    for res in results {
+        match res {
+            Ok(d) => send.record_duration(d),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        r.note(format!("{} sends failed, e.g. {}", errors.len(), errors[0]));
+    }
+    r.row("durable messages/s through REST", "msgs/s", Goal::AtLeast(50_000.0), send.count() as f64 / wall);
+    r.latency("REST send (durable)", &send, None);
+    if let (Some(b), Some(e)) = (before, after) {
+        let cpu = (e.utime_ns + e.stime_ns).saturating_sub(b.utime_ns + b.stime_ns) as f64;
+        r.row("server CPU per REST send", "µs", Goal::None, cpu / send.count().max(1) as f64 / 1e3);
+    }
+
+    // 2. Latest-50 history at a target rate, open loop.
+    let total = (a.history_rate * a.history_secs).round().max(1.0) as usize;
+    eprintln!("store: {total} history reads at {} req/s", a.history_rate);
+    let (token, channel) = chans[0].clone();
+    let path = Arc::new(format!("/channels/{channel}/messages?limit=50"));
+    let token = Arc::new(token);
+    let start = tokio::time::Instant::now() + Duration::from_millis(200);
+    let rate = a.history_rate.max(1.0);
+    let (rest2, path2, token2) = (rest.clone(), path.clone(), token.clone());
+    let t = Instant::now();
+    let results = pool(total, a.history_conc, move |i| {
+        let (rest, path, token) = (rest2.clone(), path2.clone(), token2.clone());
+        async move {
+            let intended = start + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(intended).await;
+            let s = tokio::time::Instant::now();
+            let (status, v) = rest.call(Method::GET, &path, Some(&token), None).await?;
+            let end = tokio::time::Instant::now();
+            if status != 200 || v.as_array().map(|m| m.len()) != Some(50) {
+                return Err(format!(
+                    "history read: HTTP {status}, {} messages",
+                    v.as_array().map(|m| m.len()).unwrap_or(0)
+                ));
+            }
+            Ok((end - intended, end - s))
+        }
+    })
+    .await;
+    let wall = t.elapsed().as_secs_f64() - 0.2;
+    let (mut corrected, mut service, mut failed) = (Histogram::new(), Histogram::new(), Vec::new());
+    for res in results {
+        match res {
+            Ok((c, s)) => {
+                corrected.record_duration(c);
+                service.record_duration(s);
+            }
+            Err(e) => failed.push(e),
+        }
+    }
+    if !failed.is_empty() {
+        r.note(format!("{} history reads failed, e.g. {}", failed.len(), failed[0]));
+    }
+    r.row(
+        "history reads/s achieved (target rate)",
+        "req/s",
+        Goal::AtLeast(a.history_rate),
+        corrected.count() as f64 / wall.max(1e-9),
+    );
+    r.latency("latest-50 history, from intended start", &corrected, Some(2.0));
+    r.latency("latest-50 history, service time", &service, None);
+
+    // 3. Coalescing: warm a connection pool, invalidate one channel's cached page, then N identical reads at once.
+    let names = ["guildhall_store_history_reads", "store_history_reads", "history_reads"];
+    match rest.metrics().await {
+        Err(e) => r.note(format!("coalescing check skipped: {e}")),
+        Ok(text) => {
+            let name = names.iter().find(|n| metric_value(&text, n).is_some()).copied().or_else(|| {
+                text.lines()
+                    .filter(|l| !l.starts_with('#'))
+                    .filter_map(|l| l.split(|c: char| c == '{' || c.is_whitespace()).next())
+                    .find(|n| n.ends_with("history_reads"))
+                    .map(|n| Box::leak(n.to_string().into_boxed_str()) as &str)
+            });
+            match name {
+                None => r.note("coalescing check skipped: /metrics has no *history_reads counter"),
+                Some(name) => {
+                    let (warm_token, warm_chan) = chans[2].clone();
+                    let warm = coalesce(&rest, &warm_token, &warm_chan, a.coalesce).await;
+                    let (tok, ch) = chans[1].clone();
+                    rest.ok(
+                        Method::POST,
+                        &format!("/channels/{ch}/messages"),
+                        Some(&tok),
+                        Some(&json!({ "content": "invalidate" })),
+                    )
+                    .await?;
+                    let m0 = metric_value(&rest.metrics().await?, name).unwrap_or(0.0);
+                    let ok = coalesce(&rest, &tok, &ch, a.coalesce).await;
+                    let m1 = metric_value(&rest.metrics().await?, name).unwrap_or(0.0);
+                    r.row(
+                        format!("store reads for {} concurrent identical reads", a.coalesce),
+                        "reads",
+                        Goal::AtMost(2.0),
+                        m1 - m0,
+                    );
+                    r.extra("coalescing", json!({ "metric": name, "ok_responses": ok, "warmup_ok": warm }));
+                }
+            }
+        }
+    }
+    r.finish(&a.common.results).map_err(|e| e.to_string())
+}
+
+/// Fires `n` identical latest-50 reads at once; returns how many answered 200.
+async fn coalesce(rest: &Rest, token: &str, channel: &str, n: usize) -> usize {
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (rest, token, barrier) = (rest.clone(), token.to_string(), barrier.clone());
+        let path = format!("/channels/{channel}/messages?limit=50");
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            matches!(rest.call(Method::GET, &path, Some(&token), None).await, Ok((200, _)))
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if matches!(t.await, Ok(true)) {
+            ok += 1;
+        }
+    }
+    ok
+}
