@@ -57,6 +57,7 @@ pub fn app(state: AppState) -> Router {
     let api = api_routes();
     Router::new()
         .merge(routes::meta::unversioned())
+        .merge(routes::attachments::unversioned())
         .nest("/api/v10", api.clone())
         .nest("/api/v9", api.clone())
         .nest("/api", api)

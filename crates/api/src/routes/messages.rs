@@ -1,29 +1,46 @@
-//! Messages: send and history. (Edit, delete, reactions, pins and files build on
-//! the same helpers.)
+//! Messages: send (JSON or multipart, see `attachments`), history, fetch, edit,
+//! delete, bulk delete and typing, in guild channels, threads and DMs.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
-use guildhall_domain::entity::{message_type, Message, MessageReference};
+use axum::routing::{get, post};
+use guildhall_domain::entity::{Message, MessageReference, message_type};
 use guildhall_domain::wire::{MemberView, MessageView};
 use guildhall_model::error_code;
 use guildhall_model::id::{ChannelId, MessageId, RoleId, UserId};
-use guildhall_model::{Intents, Permissions};
-use guildhall_runtime::event::{to_bytes, Redacted};
-use guildhall_runtime::{Audience, ChannelHome, Change, Error, Event, FormErrors, GuildActor, PrivateActor};
+use guildhall_model::{Intents, Permissions, Timestamp};
+use guildhall_runtime::event::{Redacted, to_bytes};
+use guildhall_runtime::{Audience, Change, ChannelHome, Error, ErrorKind, Event, FormErrors, GuildActor, PrivateActor};
 use guildhall_store::{HistoryQuery, Mutation};
 use serde::Deserialize;
 
+use crate::AppState;
 use crate::access::{guild_channel_access, private_channel_access};
 use crate::auth::Caller;
-use crate::error::{ok_json, ApiResult};
-use crate::extract::{path_id, DiscordJson, DiscordQuery};
+use crate::error::{ApiResult, no_content, ok_json};
+use crate::extract::{DiscordJson, DiscordQuery, path_id};
 use crate::render::Ctx;
-use crate::AppState;
+use crate::routes::host::{Host, on_channel, render_message};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/channels/{channel_id}/messages", get(list_messages).post(create_message))
+    Router::new()
+        .route(
+            "/channels/{channel_id}/messages",
+            get(list_messages)
+                .post(crate::routes::attachments::create_message)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/channels/{channel_id}/messages/{message_id}",
+            get(get_message)
+                .patch(crate::routes::attachments::edit_message)
+                .delete(delete_message)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/channels/{channel_id}/messages/bulk-delete", post(bulk_delete))
+        .route("/channels/{channel_id}/messages/bulk_delete", post(bulk_delete))
+        .route("/channels/{channel_id}/typing", post(typing))
 }
 
 /// A validated new message, before it has an id.
@@ -74,6 +91,9 @@ pub struct CreateMessageBody {
     pub sticker_ids: Option<Vec<serde_json::Value>>,
     #[serde(default)]
     pub components: Option<Vec<serde_json::Value>>,
+    /// Multipart only: metadata of the uploaded `files[n]`.
+    #[serde(default)]
+    pub attachments: Option<Vec<AttachmentRef>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -139,17 +159,16 @@ pub fn parse_mentions(content: &str) -> (Vec<UserId>, Vec<RoleId>) {
             Some(b'!') => (false, &rest[1..]),
             _ => (false, rest),
         };
-        if let Some(end) = body.find('>') {
-            if let Ok(id) = body[..end].parse::<u64>() {
-                if let Some(id) = guildhall_model::Id::new_checked(id) {
-                    if is_role {
-                        if !roles.contains(&id) {
-                            roles.push(id);
-                        }
-                    } else if !users.contains(&id.cast()) {
-                        users.push(id.cast());
-                    }
+        if let Some(end) = body.find('>')
+            && let Ok(id) = body[..end].parse::<u64>()
+            && let Some(id) = guildhall_model::Id::new_checked(id)
+        {
+            if is_role {
+                if !roles.contains(&id) {
+                    roles.push(id);
                 }
+            } else if !users.contains(&id.cast()) {
+                users.push(id.cast());
             }
         }
     }
@@ -178,17 +197,6 @@ fn filter_mentions(new: &NewMessage, users: Vec<UserId>, roles: Vec<RoleId>) -> 
     }
 }
 
-async fn create_message(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(channel_id): Path<String>,
-    DiscordJson(body): DiscordJson<CreateMessageBody>,
-) -> ApiResult<Response> {
-    let channel: ChannelId = path_id(&channel_id, "channel_id")?;
-    let new = validate_create(body)?;
-    send_message(&s, &caller, channel, new).await
-}
-
 /// Sends a validated message: checks, persists, publishes MESSAGE_CREATE, and
 /// returns the message as REST renders it. Shared by JSON and multipart sends.
 pub async fn send_message(s: &AppState, caller: &Caller, channel: ChannelId, new: NewMessage) -> ApiResult<Response> {
@@ -209,7 +217,10 @@ pub async fn send_message(s: &AppState, caller: &Caller, channel: ChannelId, new
                     }
                     let access = guild_channel_access(a, author, channel, required)?;
                     if !guildhall_domain::entity::channel_type::is_text_based(access.channel.kind) {
-                        return Err(Error::bad_request(error_code::NON_TEXT_CHANNEL, "Cannot send messages in a non-text channel"));
+                        return Err(Error::bad_request(
+                            error_code::NON_TEXT_CHANNEL,
+                            "Cannot send messages in a non-text channel",
+                        ));
                     }
                     let (users, roles) = parse_mentions(&new.content);
                     let (mut mentions, mention_roles, everyone) = filter_mentions(&new, users, roles);
@@ -219,7 +230,11 @@ pub async fn send_message(s: &AppState, caller: &Caller, channel: ChannelId, new
                         Some(id) => match a.shared.store.message(channel, id)? {
                             Some(m) => Some(m),
                             None if new.fail_if_not_exists => {
-                                return Err(Error::form_field("message_reference", "REPLIES_UNKNOWN_MESSAGE", "Unknown message"));
+                                return Err(Error::form_field(
+                                    "message_reference",
+                                    "REPLIES_UNKNOWN_MESSAGE",
+                                    "Unknown message",
+                                ));
                             }
                             None => None,
                         },
@@ -282,7 +297,11 @@ pub async fn send_message(s: &AppState, caller: &Caller, channel: ChannelId, new
                         let event = Event {
                             name: "MESSAGE_CREATE",
                             body,
-                            audience: Audience::Guild { intent: Intents::GUILD_MESSAGES, channel: Some(channel), extra: Permissions::NONE },
+                            audience: Audience::Guild {
+                                intent: Intents::GUILD_MESSAGES,
+                                channel: Some(channel),
+                                extra: Permissions::NONE,
+                            },
                             redacted: Some(Redacted { body: redacted, exempt }),
                             guild_id: Some(gid),
                         };
@@ -409,6 +428,372 @@ async fn list_messages(
         serde_json::to_vec(&views).unwrap_or_default()
     });
     let mut res = axum::response::IntoResponse::into_response(body);
-    res.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    res.headers_mut()
+        .insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
     Ok(res)
+}
+
+/// `GET /channels/{id}/messages/{msg}`: needs READ_MESSAGE_HISTORY (50001 without).
+async fn get_message(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((channel_id, message_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let channel: ChannelId = path_id(&channel_id, "channel_id")?;
+    let id: MessageId = path_id(&message_id, "message_id")?;
+    let me = caller.id();
+    let access = crate::access::channel_access(&s.rt, me, channel, Permissions::NONE).await?;
+    if !access.permissions.contains(Permissions::READ_MESSAGE_HISTORY) {
+        return Err(Error::missing_access().into());
+    }
+    let msg = s.rt.store.message(channel, id)?.ok_or_else(Error::unknown_message)?;
+    Ok(ok_json(&render_message(&s.rt, &msg, me)))
+}
+
+/// A PATCH body: absent fields are untouched, `null` clears.
+#[derive(Deserialize, Default)]
+pub struct EditMessageBody {
+    #[serde(default, deserialize_with = "present")]
+    pub content: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub embeds: Option<Option<Vec<serde_json::Value>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub embed: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "present")]
+    pub flags: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub allowed_mentions: Option<Option<AllowedMentions>>,
+    #[serde(default, deserialize_with = "present")]
+    pub attachments: Option<Option<Vec<AttachmentRef>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub components: Option<Option<Vec<serde_json::Value>>>,
+}
+
+/// An entry of a body's `attachments`: an existing attachment's id (edits) or
+/// the index of an uploaded file part (`files[n]`).
+#[derive(Deserialize, Debug, Clone)]
+pub struct AttachmentRef {
+    pub id: serde_json::Value,
+    #[serde(default)]
+    pub filename: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl AttachmentRef {
+    /// The id as a number, whether sent as a string or an integer.
+    pub fn id_u64(&self) -> Option<u64> {
+        match &self.id {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+/// Deserializes a field that is present (even as `null`) into `Some(..)`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A validated edit, ready for the actor.
+#[derive(Debug, Default)]
+pub struct MessageEdit {
+    pub content: Option<String>,
+    pub embeds: Option<Vec<serde_json::Value>>,
+    pub flags: Option<u64>,
+    pub allowed_mentions: Option<AllowedMentions>,
+    /// Existing attachments to keep (by id), when `attachments` was sent.
+    pub keep_attachments: Option<Vec<u64>>,
+    /// Newly uploaded files (already on disk).
+    pub new_attachments: Vec<guildhall_domain::entity::Attachment>,
+    /// Whether a field only the author may change was sent.
+    pub author_fields: bool,
+}
+
+/// SUPPRESS_EMBEDS: the one flag an edit may toggle.
+const SUPPRESS_EMBEDS: u64 = 1 << 2;
+
+pub fn validate_edit(body: EditMessageBody) -> Result<MessageEdit, Error> {
+    let mut errors = FormErrors::default();
+    let author_fields = body.content.is_some()
+        || body.embeds.is_some()
+        || body.embed.is_some()
+        || body.attachments.is_some()
+        || body.allowed_mentions.is_some()
+        || body.components.is_some();
+    let content = body.content.map(Option::unwrap_or_default);
+    if content.as_ref().is_some_and(|c| c.chars().count() > 2000) {
+        errors.add("content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.");
+    }
+    let embeds = match (body.embeds, body.embed) {
+        (None, None) => None,
+        (e, one) => {
+            let mut v = e.flatten().unwrap_or_default();
+            v.extend(one.flatten());
+            Some(v)
+        }
+    };
+    if let Some(e) = &embeds {
+        if e.len() > 10 {
+            errors.add("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.");
+        }
+        if e.iter().any(|e| !e.is_object()) {
+            errors.add("embeds", "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a ModelType");
+        }
+    }
+    let mut keep = None;
+    if let Some(list) = body.attachments {
+        let list = list.unwrap_or_default();
+        let mut ids = Vec::new();
+        for (i, a) in list.iter().enumerate() {
+            match a.id_u64() {
+                Some(id) => ids.push(id),
+                None => errors.add(&format!("attachments.{i}.id"), "NUMBER_TYPE_COERCE", "Value is not snowflake."),
+            }
+        }
+        keep = Some(ids);
+    }
+    errors.finish()?;
+    Ok(MessageEdit {
+        content,
+        embeds,
+        flags: body.flags.map(Option::unwrap_or_default),
+        allowed_mentions: body.allowed_mentions.flatten(),
+        keep_attachments: keep,
+        new_attachments: Vec::new(),
+        author_fields,
+    })
+}
+
+/// Applies an edit on the owning actor: author-only fields (50005 for anyone
+/// else), SUPPRESS_EMBEDS by MANAGE_MESSAGES, `edited_timestamp`, MESSAGE_UPDATE.
+/// Returns the message as REST renders it.
+pub async fn apply_edit(
+    s: &AppState,
+    caller: &Caller,
+    channel: ChannelId,
+    id: MessageId,
+    edit: MessageEdit,
+) -> ApiResult<serde_json::Value> {
+    let me = caller.id();
+    let value = on_channel(&s.rt, channel, move |h: &mut dyn Host| {
+        let access = h.access(me, channel, Permissions::NONE)?;
+        let mut msg = h.message(channel, id)?;
+        let mut edit = edit;
+        if msg.author_id != me {
+            if edit.author_fields || edit.flags.is_none() {
+                return Err(Error::new(
+                    ErrorKind::Forbidden,
+                    error_code::CANNOT_EDIT_OTHER_USERS_MESSAGE,
+                    "Cannot edit a message authored by another user",
+                ));
+            }
+            if !access.permissions.contains(Permissions::MANAGE_MESSAGES) {
+                return Err(Error::missing_permissions());
+            }
+        }
+        if edit.author_fields && !matches!(msg.kind, message_type::DEFAULT | message_type::REPLY) {
+            return Err(Error::bad_request(error_code::SYSTEM_MESSAGE, "Cannot execute action on a system message"));
+        }
+        if !edit.new_attachments.is_empty() && !access.permissions.contains(Permissions::ATTACH_FILES) {
+            return Err(Error::missing_permissions());
+        }
+        if let Some(flags) = edit.flags {
+            msg.flags = (msg.flags & !SUPPRESS_EMBEDS) | (flags & SUPPRESS_EMBEDS);
+        }
+        if let Some(content) = edit.content.take() {
+            let new = NewMessage {
+                content: content.clone(),
+                allowed_mentions: edit.allowed_mentions.clone(),
+                ..NewMessage::default()
+            };
+            let (users, roles) = parse_mentions(&content);
+            let (mut users, roles, everyone) = filter_mentions(&new, users, roles);
+            match h.guild_state() {
+                Some(g) => users.retain(|u| g.members.contains_key(u)),
+                None => users.retain(|u| access.channel.recipients.contains(u)),
+            }
+            msg.mentions = users;
+            if h.guild_id().is_some() {
+                msg.mention_roles = roles;
+                msg.mention_everyone = everyone && access.permissions.contains(Permissions::MENTION_EVERYONE);
+            }
+            msg.content = content;
+        }
+        if let Some(embeds) = edit.embeds.take() {
+            msg.embeds = embeds;
+        }
+        if let Some(keep) = &edit.keep_attachments {
+            msg.attachments.retain(|a| keep.contains(&a.id.get()));
+        }
+        msg.attachments.append(&mut edit.new_attachments);
+        if msg.attachments.len() > 10 {
+            return Err(Error::form_field("attachments", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length."));
+        }
+        if edit.author_fields {
+            if msg.content.trim().is_empty() && msg.embeds.is_empty() && msg.attachments.is_empty() {
+                return Err(Error::bad_request(error_code::EMPTY_MESSAGE, "Cannot send an empty message"));
+            }
+            msg.edited_timestamp = Some(Timestamp::now());
+        }
+        let event = h.message_event("MESSAGE_UPDATE", &msg, &access.channel);
+        let rest = h.render(&msg, me);
+        Ok(Change::write(vec![Mutation::PutMessage(msg)], vec![event], rest))
+    })
+    .await?;
+    Ok(value)
+}
+
+/// `DELETE /channels/{id}/messages/{msg}`: the author, or MANAGE_MESSAGES for
+/// others' messages (guilds only); undeletable system messages → 50021.
+async fn delete_message(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((channel_id, message_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let channel: ChannelId = path_id(&channel_id, "channel_id")?;
+    let id: MessageId = path_id(&message_id, "message_id")?;
+    let me = caller.id();
+    on_channel(&s.rt, channel, move |h: &mut dyn Host| {
+        let access = h.access(me, channel, Permissions::NONE)?;
+        let msg = h.message(channel, id)?;
+        if msg.author_id != me && !access.permissions.contains(Permissions::MANAGE_MESSAGES) {
+            return Err(Error::missing_permissions());
+        }
+        if !message_type::is_deletable(msg.kind) {
+            return Err(Error::bad_request(error_code::SYSTEM_MESSAGE, "Cannot execute action on a system message"));
+        }
+        let body = serde_json::json!({ "id": id, "channel_id": channel, "guild_id": h.guild_id() });
+        let event = h.channel_event(
+            "MESSAGE_DELETE",
+            &access.channel,
+            Intents::GUILD_MESSAGES,
+            Intents::DIRECT_MESSAGES,
+            to_bytes(&strip_null_guild(body)),
+        );
+        Ok(Change::write(vec![Mutation::DeleteMessage(channel, id)], vec![event], ()))
+    })
+    .await?;
+    Ok(no_content())
+}
+
+/// Drops `guild_id: null` (DM events carry no guild_id key).
+pub fn strip_null_guild(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(o) = v.as_object_mut()
+        && o.get("guild_id").is_some_and(serde_json::Value::is_null)
+    {
+        o.remove("guild_id");
+    }
+    v
+}
+
+#[derive(Deserialize)]
+struct BulkDeleteBody {
+    messages: Vec<MessageId>,
+}
+
+/// Messages older than this cannot be bulk deleted.
+const BULK_DELETE_MAX_AGE_MS: u64 = 14 * 24 * 3600 * 1000;
+
+/// `POST /channels/{id}/messages/bulk-delete`: 2–100 distinct ids, none older
+/// than two weeks, MANAGE_MESSAGES; ids that name no message are skipped.
+async fn bulk_delete(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(channel_id): Path<String>,
+    DiscordJson(body): DiscordJson<BulkDeleteBody>,
+) -> ApiResult<Response> {
+    let channel: ChannelId = path_id(&channel_id, "channel_id")?;
+    let ids = body.messages;
+    if ids.len() < 2 {
+        return Err(Error::form_field("messages", "BASE_TYPE_MIN_LENGTH", "Must be 2 or more in length.").into());
+    }
+    if ids.len() > 100 {
+        return Err(Error::form_field("messages", "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length.").into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(i) = ids.iter().position(|id| !seen.insert(*id)) {
+        return Err(Error::form_field(
+            &format!("messages.{i}"),
+            "BASE_TYPE_DUPLICATE",
+            "Duplicate message ids are not allowed.",
+        )
+        .into());
+    }
+    let now = Timestamp::now().as_ms();
+    if ids.iter().any(|id| id.timestamp_ms() + BULK_DELETE_MAX_AGE_MS < now) {
+        return Err(Error::bad_request(
+            error_code::BULK_DELETE_TOO_OLD,
+            "A message provided was too old to bulk delete",
+        )
+        .into());
+    }
+    if matches!(s.rt.channel_home(channel)?, ChannelHome::Private) {
+        return Err(
+            Error::bad_request(error_code::CANNOT_EXECUTE_ON_DM, "Cannot execute action on a DM channel").into()
+        );
+    }
+    let me = caller.id();
+    on_channel(&s.rt, channel, move |h: &mut dyn Host| {
+        let access = h.access(me, channel, Permissions::MANAGE_MESSAGES)?;
+        let mut deleted = Vec::new();
+        for id in ids {
+            if let Some(m) = h.shared().store.message(channel, id)?
+                && message_type::is_deletable(m.kind)
+            {
+                deleted.push(id);
+            }
+        }
+        if deleted.is_empty() {
+            return Ok(Change::read(()));
+        }
+        let body = serde_json::json!({ "ids": deleted, "channel_id": channel, "guild_id": h.guild_id() });
+        let event = h.channel_event(
+            "MESSAGE_DELETE_BULK",
+            &access.channel,
+            Intents::GUILD_MESSAGES,
+            Intents::DIRECT_MESSAGES,
+            to_bytes(&body),
+        );
+        let mutations = deleted.into_iter().map(|id| Mutation::DeleteMessage(channel, id)).collect();
+        Ok(Change::write(mutations, vec![event], ()))
+    })
+    .await?;
+    Ok(no_content())
+}
+
+/// `POST /channels/{id}/typing`: SEND_MESSAGES; 204 and TYPING_START.
+async fn typing(State(s): State<AppState>, caller: Caller, Path(channel_id): Path<String>) -> ApiResult<Response> {
+    let channel: ChannelId = path_id(&channel_id, "channel_id")?;
+    let me = caller.id();
+    on_channel(&s.rt, channel, move |h: &mut dyn Host| {
+        let access = h.access(me, channel, Permissions::SEND_MESSAGES)?;
+        let mut body = serde_json::json!({
+            "channel_id": channel,
+            "user_id": me,
+            "timestamp": Timestamp::now().as_secs(),
+        });
+        if let Some(g) = h.guild_id() {
+            body["guild_id"] = serde_json::json!(g);
+            if let Some(m) = h.member_json(me) {
+                body["member"] = m;
+            }
+        }
+        let event = h.channel_event(
+            "TYPING_START",
+            &access.channel,
+            Intents::GUILD_MESSAGE_TYPING,
+            Intents::DIRECT_MESSAGE_TYPING,
+            to_bytes(&body),
+        );
+        h.publish_now(event);
+        Ok(Change::read(()))
+    })
+    .await?;
+    Ok(no_content())
 }

@@ -1,11 +1,15 @@
 //! Route table. One module per resource, each exposing `routes()`.
 
+pub mod attachments;
 pub mod auth;
 pub mod guild_common;
 pub mod guilds;
+pub mod host;
 pub mod invites;
 pub mod messages;
 pub mod meta;
+pub mod pins;
+pub mod reactions;
 pub mod users;
 
 use axum::Router;
@@ -19,5 +23,7 @@ pub fn router() -> Router<AppState> {
         .merge(users::routes())
         .merge(guilds::routes())
         .merge(messages::routes())
+        .merge(reactions::routes())
+        .merge(pins::routes())
         .merge(invites::routes())
 }

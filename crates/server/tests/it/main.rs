@@ -4,4 +4,5 @@
 mod common;
 mod durability;
 mod invites;
+mod messages;
 mod rest_basics;
