@@ -15,6 +15,8 @@ pub mod access;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod metrics;
+pub mod ratelimit;
 pub mod render;
 pub mod routes;
 
@@ -34,6 +36,8 @@ pub struct ApiConfig {
     pub password_cost: auth::PasswordCost,
     /// Largest upload (sum of files) per message, in bytes.
     pub max_upload_bytes: usize,
+    /// REST rate limits (see [`ratelimit`]).
+    pub ratelimit: ratelimit::RateLimitConfig,
 }
 
 /// What every handler can reach.
@@ -54,9 +58,19 @@ fn api_routes() -> Router<AppState> {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    let api = api_routes();
+    let metrics = Arc::new(metrics::Metrics::new());
+    let limiter = ratelimit::RateLimitLayer {
+        app: state.clone(),
+        limiter: Arc::new(ratelimit::RateLimiter::new(state.config.ratelimit.clone())),
+    };
+    // Route layers run after routing (the matched path is known); the last one
+    // added is the outermost, so metrics also see the 429s.
+    let api = api_routes()
+        .route_layer(axum::middleware::from_fn_with_state(limiter, ratelimit::middleware))
+        .route_layer(axum::middleware::from_fn_with_state(metrics.clone(), metrics::middleware));
     Router::new()
         .merge(routes::meta::unversioned())
+        .merge(metrics::router(metrics, state.rt.clone()))
         .merge(routes::attachments::unversioned())
         .nest("/api/v10", api.clone())
         .nest("/api/v9", api.clone())

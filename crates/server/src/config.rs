@@ -22,6 +22,11 @@ pub struct Config {
     pub password_iterations: u32,
     /// Largest upload per message, bytes.
     pub max_upload_bytes: usize,
+    /// REST rate limits: requests per route bucket per window (0 = off),
+    /// the window in ms, and requests per second per caller overall (0 = off).
+    pub ratelimit_route_limit: u32,
+    pub ratelimit_route_window_ms: u64,
+    pub ratelimit_global_per_second: u32,
     /// Gateway: capacity of each session's outbound queue (a full queue ends the
     /// session) and how long a dropped session stays resumable, in seconds.
     pub gateway_queue_capacity: usize,
@@ -42,6 +47,9 @@ impl Default for Config {
             password_memory_kib: 19 * 1024,
             password_iterations: 2,
             max_upload_bytes: 25 << 20,
+            ratelimit_route_limit: 25,
+            ratelimit_route_window_ms: 1000,
+            ratelimit_global_per_second: 50,
             gateway_queue_capacity: 2048,
             gateway_resume_window_secs: 120,
             worker_id: 0,
@@ -104,6 +112,15 @@ impl Config {
         }
         if let Some(v) = get("GUILDHALL_MAX_UPLOAD_BYTES") {
             self.max_upload_bytes = parse("GUILDHALL_MAX_UPLOAD_BYTES", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_RATELIMIT_ROUTE_LIMIT") {
+            self.ratelimit_route_limit = parse("GUILDHALL_RATELIMIT_ROUTE_LIMIT", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_RATELIMIT_ROUTE_WINDOW_MS") {
+            self.ratelimit_route_window_ms = parse("GUILDHALL_RATELIMIT_ROUTE_WINDOW_MS", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_RATELIMIT_GLOBAL_PER_SECOND") {
+            self.ratelimit_global_per_second = parse("GUILDHALL_RATELIMIT_GLOBAL_PER_SECOND", v)?;
         }
         if let Some(v) = get("GUILDHALL_GATEWAY_QUEUE_CAPACITY") {
             self.gateway_queue_capacity = parse("GUILDHALL_GATEWAY_QUEUE_CAPACITY", v)?;

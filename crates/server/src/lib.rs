@@ -73,6 +73,11 @@ impl Server {
                     iterations: config.password_iterations,
                 },
                 max_upload_bytes: config.max_upload_bytes,
+                ratelimit: guildhall_api::ratelimit::RateLimitConfig {
+                    route_limit: config.ratelimit_route_limit,
+                    route_window_ms: config.ratelimit_route_window_ms,
+                    global_per_second: config.ratelimit_global_per_second,
+                },
             }),
             accounts: Arc::new(tokio::sync::Mutex::new(())),
         };

@@ -1,5 +1,6 @@
 //! Route table. One module per resource, each exposing `routes()`.
 
+pub mod applications;
 pub mod attachments;
 pub mod auth;
 pub mod guild_common;
@@ -8,6 +9,7 @@ pub mod host;
 pub mod invites;
 pub mod messages;
 pub mod meta;
+pub mod oauth2;
 pub mod pins;
 pub mod reactions;
 pub mod users;
@@ -20,6 +22,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(meta::routes())
         .merge(auth::routes())
+        .merge(applications::routes())
+        .merge(oauth2::routes())
         .merge(users::routes())
         .merge(guilds::routes())
         .merge(messages::routes())

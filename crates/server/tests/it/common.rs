@@ -22,6 +22,9 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         data_dir: dir.to_path_buf(),
         password_memory_kib: 64,
         password_iterations: 1,
+        // Rate limits stay on (headers are sent) but far above any test's pace.
+        ratelimit_route_limit: 1_000_000,
+        ratelimit_global_per_second: 1_000_000,
         ..Config::default()
     }
 }
@@ -33,7 +36,14 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: tempfile::TempDir) -> TestServer {
-        let server = Server::bind(test_config(dir.path())).await.unwrap();
+        Self::start_with(dir, |_| {}).await
+    }
+
+    /// Starts with `test_config` adjusted by `tweak` (e.g. low rate limits).
+    pub async fn start_with(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let server = Server::bind(config).await.unwrap();
         let addr = server.addr;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -1,8 +1,11 @@
 //! Integration tests over real sockets: each test boots a server on 127.0.0.1:0
 //! with a temporary data directory and talks HTTP (and WebSocket) to it.
 
+mod applications;
 mod common;
 mod durability;
 mod invites;
 mod messages;
+mod metrics;
+mod ratelimit;
 mod rest_basics;
