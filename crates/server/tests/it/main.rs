@@ -6,7 +6,7 @@ mod common;
 mod durability;
 mod invites;
 mod messages;
-mod reactions;
 mod metrics;
 mod ratelimit;
+mod reactions;
 mod rest_basics;
