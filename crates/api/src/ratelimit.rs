@@ -1,7 +1,8 @@
 //! REST rate limits with Discord's headers and 429 semantics (protocol notes 3.3).
 //!
 //! Two fixed-window limits per caller (the authenticated user, or the client IP
-//! when there is no valid token):
+//! when there is no valid token and the server passes `ConnectInfo<SocketAddr>`;
+//! anonymous requests of unknown origin are not limited):
 //! - per route bucket: `route_limit` requests per `route_window_ms`, keyed by the
 //!   caller, method + matched route template, and the top-level resource id in the
 //!   path (`channel_id`, `guild_id`, or `webhook_id` + `webhook_token`), so each
@@ -237,21 +238,22 @@ pub fn route_template(matched: &str) -> &str {
     matched
 }
 
-/// The caller's identity: the user id of a valid token, else the client address.
-fn caller_key(layer: &RateLimitLayer, req: &Request) -> u64 {
+/// The caller's identity: the user id of a valid token, else the client address
+/// (`ConnectInfo<SocketAddr>`, when the server provides it). `None` when neither
+/// is known: such requests are not limited, since one bucket shared by every
+/// anonymous client would let one of them lock out all the others.
+fn caller_key(layer: &RateLimitLayer, req: &Request) -> Option<u64> {
     let header = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if let Some(user) =
         header.map(crate::auth::token_from_header).and_then(|t| layer.app.tokens.verify(t, &layer.app.rt.directory))
     {
-        return user.id.get();
+        return Some(user.id.get());
     }
-    match req.extensions().get::<ConnectInfo<SocketAddr>>() {
-        Some(ConnectInfo(addr)) => match addr.ip() {
-            std::net::IpAddr::V4(ip) => layer.limiter.hash_bytes(&[b"ip", &ip.octets()]),
-            std::net::IpAddr::V6(ip) => layer.limiter.hash_bytes(&[b"ip", &ip.octets()]),
-        },
-        None => layer.limiter.hash_bytes(&[b"anonymous"]),
-    }
+    let ConnectInfo(addr) = req.extensions().get::<ConnectInfo<SocketAddr>>()?;
+    Some(match addr.ip() {
+        std::net::IpAddr::V4(ip) => layer.limiter.hash_bytes(&[b"ip", &ip.octets()]),
+        std::net::IpAddr::V6(ip) => layer.limiter.hash_bytes(&[b"ip", &ip.octets()]),
+    })
 }
 
 /// The top-level resource of a request: the path segment(s) where the template
@@ -349,7 +351,9 @@ pub async fn middleware(State(layer): State<RateLimitLayer>, req: Request, next:
     // Inside the nested API router the URI has lost its mount prefix; the matched
     // path has not. Compare both without it.
     let major = major_key(limiter, route_template(matched.as_str()), route_template(req.uri().path()));
-    let caller = caller_key(&layer, &req);
+    let Some(caller) = caller_key(&layer, &req) else {
+        return next.run(req).await;
+    };
     match limiter.check(caller, route, major) {
         Decision::Global(wait) => too_many(wait, true),
         Decision::Route(st) => {

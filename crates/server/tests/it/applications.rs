@@ -260,3 +260,89 @@ async fn authorize_adds_the_bot_with_a_managed_role() {
     let (status, _) = s.get(&format!("/guilds/{gid}"), &bot).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// A bare gateway client: connect, IDENTIFY, and read payloads as JSON.
+mod gw {
+    use futures_util::{SinkExt, StreamExt};
+    use serde_json::{Value, json};
+    use tokio_tungstenite::tungstenite::Message;
+
+    pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+    /// The next payload, or `None` when the connection ends (close frame or EOF).
+    pub async fn next(ws: &mut Ws) -> Option<Value> {
+        loop {
+            let msg =
+                tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await.expect("the gateway answers");
+            match msg {
+                Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Reads until a dispatch named `name` arrives.
+    pub async fn until(ws: &mut Ws, name: &str) -> Value {
+        loop {
+            let p = next(ws).await.unwrap_or_else(|| panic!("connection ended before {name}"));
+            if p["t"] == name {
+                return p["d"].clone();
+            }
+        }
+    }
+
+    pub async fn identify(url: &str, token: &str, intents: u64) -> Ws {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("{url}/?v=10&encoding=json")).await.unwrap();
+        let hello = next(&mut ws).await.unwrap();
+        assert_eq!(hello["op"], 10);
+        let identify = json!({ "op": 2, "d": {
+            "token": token, "intents": intents,
+            "properties": { "os": "linux", "browser": "test", "device": "test" },
+        }});
+        ws.send(Message::Text(identify.to_string().into())).await.unwrap();
+        until(&mut ws, "READY").await;
+        ws
+    }
+}
+
+#[tokio::test]
+async fn bot_sessions_see_the_join_and_are_invalidated_by_reset() {
+    const GUILDS: u64 = 1 << 0;
+    const GUILD_MEMBERS: u64 = 1 << 1;
+    let s = TestServer::start().await;
+    let owner = s.register("liveowner").await;
+    let (gid, _) = s.guild(&owner, "Live").await;
+    let (app_id, bot) = bot_app(&s, &owner, "Live Bot").await;
+    let raw_token = bot.strip_prefix("Bot ").unwrap();
+    let mut owner_ws = gw::identify(&s.gateway_url(), &owner, GUILDS | GUILD_MEMBERS).await;
+    gw::until(&mut owner_ws, "GUILD_CREATE").await;
+    let mut bot_ws = gw::identify(&s.gateway_url(), raw_token, GUILDS).await;
+
+    let path = format!("/oauth2/authorize?client_id={app_id}&scope=bot");
+    let (status, _) = s.post(&path, &owner, json!({ "guild_id": gid, "permissions": "8", "authorize": true })).await;
+    assert_eq!(status, StatusCode::OK);
+    // The guild's members see the role and the member arrive; the bot gets the guild.
+    let role = gw::until(&mut owner_ws, "GUILD_ROLE_CREATE").await;
+    assert_eq!(role["guild_id"], gid.as_str());
+    assert_eq!(role["role"]["managed"], true);
+    assert_eq!(role["role"]["permissions"], "8");
+    assert_eq!(role["role"]["tags"]["bot_id"], app_id.as_str());
+    let member = gw::until(&mut owner_ws, "GUILD_MEMBER_ADD").await;
+    assert_eq!(member["guild_id"], gid.as_str());
+    assert_eq!(member["user"]["id"], app_id.as_str());
+    assert_eq!(member["roles"][0], role["role"]["id"]);
+    let guild = gw::until(&mut bot_ws, "GUILD_CREATE").await;
+    assert_eq!(guild["id"], gid.as_str());
+
+    // Resetting the token ends the bot's live session.
+    let (status, _) = s.post(&format!("/applications/{app_id}/bot/reset"), &owner, json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    loop {
+        match gw::next(&mut bot_ws).await {
+            None => break,
+            Some(p) if p["op"] == 9 => break,
+            Some(_) => continue,
+        }
+    }
+}
