@@ -67,10 +67,13 @@ fn too_large() -> ApiError {
     ApiError(Error::new(ErrorKind::PayloadTooLarge, error_code::REQUEST_TOO_LARGE, "Request entity too large"))
 }
 
+/// 50035 with a request-level error (`errors._errors`).
 fn bad_multipart() -> ApiError {
-    let mut f = FormErrors::default();
-    f.add("_errors", "MULTIPART_INVALID", "The multipart body could not be parsed.");
-    ApiError(f.into_error())
+    let mut e = FormErrors::default().into_error();
+    e.errors = Some(serde_json::json!({
+        "_errors": [{ "code": "MULTIPART_INVALID", "message": "The multipart body could not be parsed." }]
+    }));
+    ApiError(e)
 }
 
 /// Reads a JSON body (the route has no default body limit, so cap it here).

@@ -10,3 +10,4 @@ mod metrics;
 mod ratelimit;
 mod reactions;
 mod rest_basics;
+mod uploads;

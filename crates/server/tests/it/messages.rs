@@ -282,9 +282,8 @@ async fn replies_reference_and_mention_the_author() {
     assert_eq!(quiet["mentions"], json!([]));
 
     // Unknown reference: 50035 unless fail_if_not_exists is false.
-    let (status, body) = s
-        .post(&msgs, &owner, json!({ "content": "x", "message_reference": { "message_id": "1234567890123" } }))
-        .await;
+    let (status, body) =
+        s.post(&msgs, &owner, json!({ "content": "x", "message_reference": { "message_id": "1234567890123" } })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["code"], 50035);
     let (status, body) = s

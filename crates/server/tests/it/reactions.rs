@@ -15,7 +15,13 @@ fn reactions_of(m: &Value) -> Vec<(String, u64, bool)> {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|r| (r["emoji"]["name"].as_str().unwrap().to_string(), r["count"].as_u64().unwrap(), r["me"].as_bool().unwrap()))
+                .map(|r| {
+                    (
+                        r["emoji"]["name"].as_str().unwrap().to_string(),
+                        r["count"].as_u64().unwrap(),
+                        r["me"].as_bool().unwrap(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
