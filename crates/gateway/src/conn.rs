@@ -89,6 +89,9 @@ pub(crate) async fn run(gw: Arc<Gateway>, mut stream: TcpStream, up: Upgrade) {
         return;
     }
     // Step 1.
+    if let Some(size) = gw.config.send_buffer_size {
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
+    }
     if handshake::accept(&mut stream, &up.key).await.is_err() {
         return;
     }
@@ -136,12 +139,31 @@ fn to_message(msg: WsMessage) -> Message {
     }
 }
 
-/// Runs a write, giving up after `limit` or as soon as the session overflows.
+/// Runs a write, giving up after `limit`, as soon as the session overflows, or when a
+/// RESUME elsewhere asks for the session (a zombie socket's full send buffer must
+/// not hold the session hostage).
 async fn guarded(
     limit: Duration,
     shared: Option<&SessionShared>,
+    kick: Option<&mut Option<oneshot::Receiver<Kick>>>,
     write: impl Future<Output = Result<(), WsError>>,
 ) -> Result<(), End> {
+    let kicked = async {
+        match kick {
+            Some(slot) => match slot.as_mut() {
+                Some(k) => match k.await {
+                    Ok(reply) => reply,
+                    Err(_) => {
+                        // Completed receivers must not be polled again.
+                        *slot = None;
+                        pending().await
+                    }
+                },
+                None => pending().await,
+            },
+            None => pending().await,
+        }
+    };
     let overflow = async {
         match shared {
             Some(s) => loop {
@@ -159,6 +181,7 @@ async fn guarded(
             _ => Err(End::Dropped),
         },
         () = overflow => Err(End::Overflow),
+        reply = kicked => Err(End::Kicked(reply)),
     }
 }
 
@@ -173,8 +196,11 @@ impl Conn {
     async fn send_now(&mut self, frame: Bytes) -> Result<(), End> {
         let msg = self.encoder.encode(frame);
         GatewayStats::add(&self.gw.stats.bytes_written, msg.bytes().len() as u64);
-        let shared = self.live.as_ref().map(|l| &*l.shared);
-        guarded(self.gw.config.write_timeout, shared, self.ws.send(to_message(msg))).await
+        let (shared, kick) = match &mut self.live {
+            Some(l) => (Some(&*l.shared), Some(&mut l.kick)),
+            None => (None, None),
+        };
+        guarded(self.gw.config.write_timeout, shared, kick, self.ws.send(to_message(msg))).await
     }
 
     /// Sends a close frame; with `wait`, reads until the client answers (bounded).
@@ -437,8 +463,11 @@ impl Conn {
         let bytes: usize = msgs.iter().map(|m| m.bytes().len()).sum();
         GatewayStats::add(&self.gw.stats.bytes_written, bytes as u64);
         let ws = &mut self.ws;
-        let shared = self.live.as_ref().map(|l| &*l.shared);
-        guarded(self.gw.config.write_timeout, shared, async {
+        let (shared, kick) = match &mut self.live {
+            Some(l) => (Some(&*l.shared), Some(&mut l.kick)),
+            None => (None, None),
+        };
+        guarded(self.gw.config.write_timeout, shared, kick, async {
             for m in msgs {
                 ws.feed(to_message(m)).await?;
             }
@@ -482,7 +511,7 @@ impl Conn {
             GatewayStats::add(&stats.dispatches_delivered, count as u64);
             ws.flush().await
         };
-        guarded(self.gw.config.write_timeout, Some(&*live.shared), work).await?;
+        guarded(self.gw.config.write_timeout, Some(&*live.shared), Some(&mut live.kick), work).await?;
         match control {
             None => Ok(()),
             Some(Outbound::Invalidate) => {

@@ -88,6 +88,10 @@ pub struct GatewayConfig {
     pub max_batch: usize,
     /// Time a client has to finish the WebSocket closing handshake.
     pub close_timeout: Duration,
+    /// `SO_SNDBUF` for gateway sockets; `None` keeps the kernel's autotuning. A small
+    /// value bounds kernel memory per socket and makes a client that stopped reading
+    /// fill its queue (and be cut off) sooner.
+    pub send_buffer_size: Option<usize>,
 }
 
 impl Default for GatewayConfig {
@@ -104,6 +108,7 @@ impl Default for GatewayConfig {
             max_message_size: 16 * 1024,
             max_batch: 256,
             close_timeout: Duration::from_secs(2),
+            send_buffer_size: None,
         }
     }
 }

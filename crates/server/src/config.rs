@@ -31,6 +31,8 @@ pub struct Config {
     /// session) and how long a dropped session stays resumable, in seconds.
     pub gateway_queue_capacity: usize,
     pub gateway_resume_window_secs: u64,
+    /// `SO_SNDBUF` of gateway sockets in bytes; 0 keeps the kernel's autotuning.
+    pub gateway_send_buffer_bytes: usize,
     /// Snowflake worker id (0-31); distinct per node.
     pub worker_id: u8,
     /// Log format: "text" or "json".
@@ -52,6 +54,7 @@ impl Default for Config {
             ratelimit_global_per_second: 50,
             gateway_queue_capacity: 2048,
             gateway_resume_window_secs: 120,
+            gateway_send_buffer_bytes: 0,
             worker_id: 0,
             log_format: "text".into(),
         }
@@ -71,6 +74,7 @@ impl Config {
         guildhall_gateway::GatewayConfig {
             queue_capacity: self.gateway_queue_capacity.max(1),
             resume_window: std::time::Duration::from_secs(self.gateway_resume_window_secs),
+            send_buffer_size: (self.gateway_send_buffer_bytes > 0).then_some(self.gateway_send_buffer_bytes),
             ..guildhall_gateway::GatewayConfig::default()
         }
     }
@@ -127,6 +131,9 @@ impl Config {
         }
         if let Some(v) = get("GUILDHALL_GATEWAY_RESUME_WINDOW_SECS") {
             self.gateway_resume_window_secs = parse("GUILDHALL_GATEWAY_RESUME_WINDOW_SECS", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_GATEWAY_SEND_BUFFER_BYTES") {
+            self.gateway_send_buffer_bytes = parse("GUILDHALL_GATEWAY_SEND_BUFFER_BYTES", v)?;
         }
         if let Some(v) = get("GUILDHALL_WORKER_ID") {
             self.worker_id = parse("GUILDHALL_WORKER_ID", v)?;

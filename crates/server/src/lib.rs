@@ -32,10 +32,10 @@ pub struct Server {
 
 /// The token-signing secret, created on first start and kept in the store.
 fn load_secret(store: &dyn Store) -> Result<[u8; 32], String> {
-    if let Some(v) = store.meta("token_secret").map_err(|e| e.to_string())? {
-        if let Ok(arr) = <[u8; 32]>::try_from(v.as_slice()) {
-            return Ok(arr);
-        }
+    if let Some(v) = store.meta("token_secret").map_err(|e| e.to_string())?
+        && let Ok(arr) = <[u8; 32]>::try_from(v.as_slice())
+    {
+        return Ok(arr);
     }
     let secret: [u8; 32] = auth::random_bytes();
     store.apply(vec![Mutation::PutMeta("token_secret".into(), secret.to_vec())]);

@@ -76,7 +76,12 @@ async fn accept_loop(
 }
 
 /// Reads the request head and hands the connection to the gateway or to axum.
-async fn route(mut stream: TcpStream, peer: SocketAddr, gateway: Arc<Gateway>, conns: mpsc::Sender<(Rewind, SocketAddr)>) {
+async fn route(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    gateway: Arc<Gateway>,
+    conns: mpsc::Sender<(Rewind, SocketAddr)>,
+) {
     let _ = stream.set_nodelay(true);
     let sniffed = match tokio::time::timeout(HANDSHAKE_TIMEOUT, sniff(&mut stream)).await {
         Ok(Ok(s)) => s,

@@ -4,6 +4,7 @@
 mod applications;
 mod common;
 mod durability;
+mod gateway;
 mod invites;
 mod messages;
 mod metrics;
