@@ -581,3 +581,37 @@ async fn shutdown_sends_reconnect_then_closes() {
     assert_eq!(gw.expect_close().await, 4000);
     tokio::time::timeout(Duration::from_secs(15), stopping).await.expect("shutdown finishes").unwrap();
 }
+
+#[tokio::test]
+async fn bots_need_their_applications_privileged_intents() {
+    let s = TestServer::start().await;
+    let (owner, _) = s.user("ivy").await;
+    let (status, app) = s.post("/applications", &owner, json!({ "name": "Intent Bot" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{app}");
+    let app_id = app["id"].as_str().unwrap().to_string();
+    let (status, t) = s.post(&format!("/applications/{app_id}/bot"), &owner, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    let bot = t["token"].as_str().unwrap().to_string();
+
+    let mut gw = Gw::open(&s).await;
+    gw.send(json!({ "op": 2, "d": { "token": bot, "intents": GUILDS | MESSAGE_CONTENT, "properties": {} } })).await;
+    assert_eq!(gw.expect_close().await, 4014, "MESSAGE_CONTENT is not granted yet");
+
+    // Unprivileged intents need no grant; READY carries the application.
+    let mut gw = Gw::open(&s).await;
+    let ready = gw.identify(&bot, GUILDS | GUILD_MESSAGES).await;
+    assert_eq!(ready["d"]["application"]["id"], app_id.as_str());
+    assert!(ready["d"]["application"]["flags"].is_u64());
+    assert_eq!(ready["d"]["user"]["bot"], true);
+
+    const GATEWAY_MESSAGE_CONTENT_LIMITED: u64 = 1 << 19;
+    let (status, patched) =
+        s.patch(&format!("/applications/{app_id}"), &owner, json!({ "flags": GATEWAY_MESSAGE_CONTENT_LIMITED })).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    let mut gw = Gw::open(&s).await;
+    gw.identify(&bot, GUILDS | MESSAGE_CONTENT).await;
+    // A user account gets every intent without any grant.
+    let mut user = Gw::open(&s).await;
+    user.identify(&owner, ALL_USER).await;
+    s.stop().await;
+}
