@@ -29,8 +29,8 @@ struct Spawned {
 pub const SPAWN_ENV: &[(&str, &str)] = &[
     ("GUILDHALL_PASSWORD_MEMORY_KIB", "64"),
     ("GUILDHALL_PASSWORD_ITERATIONS", "1"),
-    ("GUILDHALL_RATELIMIT_DISABLED", "1"),
-    ("GUILDHALL_RATELIMIT_ENABLED", "false"),
+    ("GUILDHALL_RATELIMIT_ROUTE_LIMIT", "0"),
+    ("GUILDHALL_RATELIMIT_GLOBAL_PER_SECOND", "0"),
     ("RUST_LOG", "warn"),
 ];
 

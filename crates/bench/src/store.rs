@@ -158,7 +158,7 @@ pub async fn run(a: StoreArgs) -> Res<PathBuf> {
     r.latency("latest-50 history, service time", &service, None);
 
     // 3. Coalescing: warm a connection pool, invalidate one channel's cached page, then N identical reads at once.
-    let names = ["guildhall_store_history_reads", "store_history_reads", "history_reads"];
+    let names = ["guildhall_store_history_reads_total", "guildhall_store_history_reads"];
     match rest.metrics().await {
         Err(e) => r.note(format!("coalescing check skipped: {e}")),
         Ok(text) => {
@@ -166,7 +166,7 @@ pub async fn run(a: StoreArgs) -> Res<PathBuf> {
                 text.lines()
                     .filter(|l| !l.starts_with('#'))
                     .filter_map(|l| l.split(|c: char| c == '{' || c.is_whitespace()).next())
-                    .find(|n| n.ends_with("history_reads"))
+                    .find(|n| n.contains("history_reads"))
                     .map(|n| Box::leak(n.to_string().into_boxed_str()) as &str)
             });
             match name {
