@@ -40,6 +40,49 @@ pub struct ApiConfig {
     pub ratelimit: ratelimit::RateLimitConfig,
 }
 
+/// The client's address: the server's listener uses it as its `Addr`, so handlers
+/// see it as `ConnectInfo<PeerAddr>` (per-IP limits on anonymous requests).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// Connections handed over by the server's accept loop (which sniffs each
+/// connection and keeps WebSocket upgrades for the gateway), as axum's listener.
+/// Its `Addr` is [`PeerAddr`], so handlers can extract `ConnectInfo<PeerAddr>`.
+pub struct ChannelListener<Io> {
+    /// Fed by the accept loop; closed when it stops.
+    pub rx: tokio::sync::mpsc::Receiver<(Io, std::net::SocketAddr)>,
+    pub addr: std::net::SocketAddr,
+}
+
+impl<Io> axum::serve::Listener for ChannelListener<Io>
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    type Io = Io;
+    type Addr = PeerAddr;
+
+    async fn accept(&mut self) -> (Io, PeerAddr) {
+        match self.rx.recv().await {
+            Some((io, peer)) => (io, PeerAddr(peer)),
+            // The accept loop stopped: axum's graceful shutdown ends the serve loop.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<PeerAddr> {
+        Ok(PeerAddr(self.addr))
+    }
+}
+
+impl<Io> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, ChannelListener<Io>>> for PeerAddr
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, ChannelListener<Io>>) -> Self {
+        *stream.remote_addr()
+    }
+}
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {

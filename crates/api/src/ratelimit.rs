@@ -1,7 +1,7 @@
 //! REST rate limits with Discord's headers and 429 semantics (protocol notes 3.3).
 //!
 //! Two fixed-window limits per caller (the authenticated user, or the client IP
-//! when there is no valid token and the server passes `ConnectInfo<SocketAddr>`;
+//! when there is no valid token and the server passes `ConnectInfo<PeerAddr>`;
 //! anonymous requests of unknown origin are not limited):
 //! - per route bucket: `route_limit` requests per `route_window_ms`, keyed by the
 //!   caller, method + matched route template, and the top-level resource id in the
@@ -25,7 +25,6 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -249,7 +248,7 @@ fn caller_key(layer: &RateLimitLayer, req: &Request) -> Option<u64> {
     {
         return Some(user.id.get());
     }
-    let ConnectInfo(addr) = req.extensions().get::<ConnectInfo<SocketAddr>>()?;
+    let ConnectInfo(crate::PeerAddr(addr)) = req.extensions().get::<ConnectInfo<crate::PeerAddr>>()?;
     Some(match addr.ip() {
         std::net::IpAddr::V4(ip) => layer.limiter.hash_bytes(&[b"ip", &ip.octets()]),
         std::net::IpAddr::V6(ip) => layer.limiter.hash_bytes(&[b"ip", &ip.octets()]),

@@ -7,7 +7,7 @@
 //! Shutdown: stop accepting, tell the gateway (op 7 + close to every session), and
 //! let axum finish in-flight HTTP requests; returns when both are done.
 
-use std::future::{Future, IntoFuture, pending};
+use std::future::{Future, IntoFuture};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -38,7 +38,9 @@ pub(crate) async fn serve(
     let (conn_tx, conn_rx) = mpsc::channel(1024);
     let accept = tokio::spawn(accept_loop(listener, gateway.clone(), conn_tx, stop_rx.clone()));
     let mut http_stop = stop_rx;
-    let http = axum::serve(HttpConns { rx: conn_rx, addr }, app).with_graceful_shutdown(async move {
+    // ConnectInfo carries the peer address to handlers (per-IP rate limits).
+    let app = app.into_make_service_with_connect_info::<guildhall_api::PeerAddr>();
+    let http = axum::serve(guildhall_api::ChannelListener { rx: conn_rx, addr }, app).with_graceful_shutdown(async move {
         let _ = http_stop.wait_for(|stop| *stop).await;
     });
     let stopper = async move {
@@ -93,29 +95,6 @@ async fn route(
             let _ = conns.send((Rewind { prefix, pos: 0, inner: stream }, peer)).await;
         }
         Sniffed::WebSocket(upgrade) => gateway.serve(stream, upgrade).await,
-    }
-}
-
-/// Accepted HTTP connections, as axum's listener.
-struct HttpConns {
-    rx: mpsc::Receiver<(Rewind, SocketAddr)>,
-    addr: SocketAddr,
-}
-
-impl axum::serve::Listener for HttpConns {
-    type Io = Rewind;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Rewind, SocketAddr) {
-        match self.rx.recv().await {
-            Some(conn) => conn,
-            // The accept loop stopped: axum's graceful shutdown ends the serve loop.
-            None => pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.addr)
     }
 }
 

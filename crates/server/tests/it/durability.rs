@@ -24,6 +24,8 @@ async fn spawn(dir: &std::path::Path) -> Proc {
         .env("GUILDHALL_PASSWORD_MEMORY_KIB", "64")
         .env("GUILDHALL_PASSWORD_ITERATIONS", "1")
         .env("RUST_LOG", "warn")
+        .env("GUILDHALL_RATELIMIT_ROUTE_LIMIT", "0")
+        .env("GUILDHALL_RATELIMIT_GLOBAL_PER_SECOND", "0")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -32,10 +34,8 @@ async fn spawn(dir: &std::path::Path) -> Proc {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
-            if r.status().is_success() {
-                break;
-            }
+        if http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
         }
         assert!(Instant::now() < deadline, "server did not come up");
         tokio::time::sleep(Duration::from_millis(50)).await;
