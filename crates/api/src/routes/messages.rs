@@ -222,6 +222,8 @@ pub async fn send_message(s: &AppState, caller: &Caller, channel: ChannelId, new
                             "Cannot send messages in a non-text channel",
                         ));
                     }
+                    let (mut mutations, mut events) =
+                        crate::routes::threads::before_send(a, channel, author, access.permissions)?;
                     let (users, roles) = parse_mentions(&new.content);
                     let (mut mentions, mention_roles, everyone) = filter_mentions(&new, users, roles);
                     mentions.retain(|u| a.state.guild.members.contains_key(u));
@@ -307,7 +309,9 @@ pub async fn send_message(s: &AppState, caller: &Caller, channel: ChannelId, new
                         };
                         (event, rest)
                     });
-                    Ok(Change::write(vec![Mutation::PutMessage(msg)], vec![event], rest))
+                    mutations.push(Mutation::PutMessage(msg));
+                    events.push(event);
+                    Ok(Change::write(mutations, events, rest))
                 })
                 .await?
         }

@@ -12,6 +12,7 @@ pub mod meta;
 pub mod oauth2;
 pub mod pins;
 pub mod reactions;
+pub mod threads;
 pub mod users;
 
 use axum::Router;
@@ -29,5 +30,6 @@ pub fn router() -> Router<AppState> {
         .merge(messages::routes())
         .merge(reactions::routes())
         .merge(pins::routes())
+        .merge(threads::routes())
         .merge(invites::routes())
 }

@@ -11,4 +11,5 @@ mod metrics;
 mod ratelimit;
 mod reactions;
 mod rest_basics;
+mod threads;
 mod uploads;
