@@ -6,6 +6,7 @@ mod common;
 mod durability;
 mod gateway;
 mod invites;
+mod message_events;
 mod messages;
 mod metrics;
 mod ratelimit;
