@@ -53,7 +53,7 @@ pub fn render_invite(a: &GuildActor, invite: &Invite, with_metadata: bool, count
         return serde_json::json!({ "code": invite.code });
     };
     let inviter = invite.inviter_id.and_then(|u| a.shared.directory.user(u));
-    let counts = counts.then(|| (state.members.len() as u64, a.state.presences.len() as u64));
+    let counts = counts.then_some((state.members.len() as u64, a.state.presences.len() as u64));
     let view =
         InviteView { invite, guild: Some(&state.guild), channel, inviter: inviter.as_deref(), counts, with_metadata };
     serde_json::to_value(&view).unwrap_or_default()

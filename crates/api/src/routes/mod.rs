@@ -3,15 +3,18 @@
 pub mod applications;
 pub mod attachments;
 pub mod auth;
+pub mod channels;
 pub mod guild_common;
 pub mod guilds;
 pub mod host;
 pub mod invites;
+pub mod members;
 pub mod messages;
 pub mod meta;
 pub mod oauth2;
 pub mod pins;
 pub mod reactions;
+pub mod roles;
 pub mod threads;
 pub mod users;
 
@@ -28,6 +31,9 @@ pub fn router() -> Router<AppState> {
         .merge(users::routes())
         .merge(guilds::routes())
         .merge(messages::routes())
+        .merge(roles::routes())
+        .merge(members::routes())
+        .merge(channels::routes())
         .merge(reactions::routes())
         .merge(pins::routes())
         .merge(threads::routes())

@@ -5,6 +5,7 @@ mod applications;
 mod common;
 mod durability;
 mod gateway;
+mod guild_admin;
 mod invites;
 mod message_events;
 mod messages;
