@@ -97,9 +97,11 @@ pub struct FormErrors {
 }
 
 impl FormErrors {
+    /// Adds an error at `path` (dotted for nested fields); the path `_errors` is the
+    /// request-level list itself.
     pub fn add(&mut self, path: &str, error_code: &str, message: &str) {
         let mut node = &mut self.tree;
-        for part in path.split('.') {
+        for part in path.split('.').filter(|p| *p != "_errors") {
             let entry = node.entry(part.to_string()).or_insert_with(|| serde_json::Value::Object(Default::default()));
             node = match entry {
                 serde_json::Value::Object(m) => m,

@@ -45,18 +45,14 @@ async fn register(State(s): State<AppState>, DiscordJson(body): DiscordJson<Regi
     if password.chars().count() < 8 || password.len() > 256 {
         errors.add("password", "PASSWORD_LENGTH", "Must be between 8 and 256 in length.");
     }
-    if let Some(e) = &body.email {
-        if e.len() > 254 || !e.contains('@') {
-            errors.add("email", "EMAIL_TYPE_INVALID_EMAIL", "Not a well formed email address.");
-        }
+    if body.email.as_ref().is_some_and(|e| e.len() > 254 || !e.contains('@')) {
+        errors.add("email", "EMAIL_TYPE_INVALID_EMAIL", "Not a well formed email address.");
     }
     if body.consent == Some(false) {
         errors.add("consent", "CONSENT_REQUIRED", "You need to agree to the Terms of Service in order to continue.");
     }
-    if let Some(g) = &body.global_name {
-        if g.chars().count() > 32 {
-            errors.add("global_name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 32 in length.");
-        }
+    if body.global_name.as_ref().is_some_and(|g| g.chars().count() > 32) {
+        errors.add("global_name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 32 in length.");
     }
     errors.finish()?;
     let hash = hash_password(password, s.config.password_cost.clone()).await?;

@@ -163,7 +163,7 @@ async fn get_guild(
             if !a.state.guild.members.contains_key(&me) {
                 return Err(Error::unknown_guild());
             }
-            let counts = with_counts.then(|| (a.state.guild.members.len() as u64, a.state.presences.len() as u64));
+            let counts = with_counts.then_some((a.state.guild.members.len() as u64, a.state.presences.len() as u64));
             Ok(Change::read(render_guild(&a.state.guild, counts)))
         })
         .await?;
