@@ -20,6 +20,7 @@
 pub mod fanout;
 pub mod gw;
 pub mod hist;
+pub mod http1;
 pub mod idle;
 pub mod ready;
 pub mod report;

@@ -16,9 +16,11 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::hist::Histogram;
+use crate::http1::Conn;
 use crate::report::{Goal, Report};
-use crate::rest::{Rest, metric_value, pool};
+use crate::rest::{Rest, metric_value};
 use crate::seed::{create_guilds, register_users};
+use crate::server::ProcSample;
 use crate::{Common, Res};
 
 #[derive(Args, Debug, Clone)]
@@ -73,26 +75,24 @@ pub async fn run(a: StoreArgs) -> Res<PathBuf> {
     eprintln!("store: {} messages from {} concurrent senders over {channels_n} channels", a.messages, a.senders);
     let content = Arc::new("m".repeat(a.size.max(1)));
     let before = target.proc();
+    let me0 = ProcSample::read(std::process::id());
     let t = Instant::now();
-    let (rest2, chans2, content2) = (rest.clone(), chans.clone(), content.clone());
-    let results = pool(a.messages, a.senders, move |i| {
-        let (rest, chans, content) = (rest2.clone(), chans2.clone(), content2.clone());
-        async move {
-            let (token, channel) = &chans[i % chans.len()];
-            let t = Instant::now();
-            let body = json!({ "content": format!("{i} {content}") });
-            rest.ok(Method::POST, &format!("/channels/{channel}/messages"), Some(token), Some(&body)).await?;
-            Ok(t.elapsed())
-        }
+    let (base, chans2, content2) = (target.base.clone(), chans.clone(), content.clone());
+    let results = conn_pool(&base, a.messages, a.senders, move |i| {
+        let (token, channel) = &chans2[i % chans2.len()];
+        let body = serde_json::to_vec(&json!({ "content": format!("{i} {content2}") })).unwrap_or_default();
+        (Method::POST, format!("/api/v10/channels/{channel}/messages"), token.clone(), Some(body))
     })
     .await;
     let wall = t.elapsed().as_secs_f64();
     let after = target.proc();
+    let me1 = ProcSample::read(std::process::id());
     let mut send = Histogram::new();
     let mut errors = Vec::new();
     for res in results {
         match res {
-            Ok(d) => send.record_duration(d),
+            Ok((200, _, d)) => send.record_duration(d),
+            Ok((status, body, _)) => errors.push(format!("HTTP {status} {}", String::from_utf8_lossy(&body))),
             Err(e) => errors.push(e),
         }
     }
@@ -105,43 +105,42 @@ pub async fn run(a: StoreArgs) -> Res<PathBuf> {
         let cpu = (e.utime_ns + e.stime_ns).saturating_sub(b.utime_ns + b.stime_ns) as f64;
         r.row("server CPU per REST send", "µs", Goal::None, cpu / send.count().max(1) as f64 / 1e3);
     }
+    if let (Some(b), Some(e)) = (me0, me1) {
+        let cpu = (e.utime_ns + e.stime_ns).saturating_sub(b.utime_ns + b.stime_ns) as f64;
+        r.row("load generator CPU per REST send", "µs", Goal::None, cpu / send.count().max(1) as f64 / 1e3);
+    }
 
     // 2. Latest-50 history at a target rate, open loop.
     let total = (a.history_rate * a.history_secs).round().max(1.0) as usize;
     eprintln!("store: {total} history reads at {} req/s", a.history_rate);
     let (token, channel) = chans[0].clone();
-    let path = Arc::new(format!("/channels/{channel}/messages?limit=50"));
-    let token = Arc::new(token);
-    let start = tokio::time::Instant::now() + Duration::from_millis(200);
+    let page = rest.ok(Method::GET, &format!("/channels/{channel}/messages?limit=50"), Some(&token), None).await?;
+    if page.as_array().map(|m| m.len()) != Some(50) {
+        return Err(format!("history page has {} messages, expected 50", page.as_array().map_or(0, |m| m.len())));
+    }
+    r.row("bytes per latest-50 page", "KiB", Goal::None, page.to_string().len() as f64 / 1024.0);
+    let path = format!("/api/v10/channels/{channel}/messages?limit=50");
+    let start = Instant::now() + Duration::from_millis(200);
     let rate = a.history_rate.max(1.0);
-    let (rest2, path2, token2) = (rest.clone(), path.clone(), token.clone());
+    let before = target.proc();
+    let me0 = ProcSample::read(std::process::id());
     let t = Instant::now();
-    let results = pool(total, a.history_conc, move |i| {
-        let (rest, path, token) = (rest2.clone(), path2.clone(), token2.clone());
-        async move {
-            let intended = start + Duration::from_secs_f64(i as f64 / rate);
-            tokio::time::sleep_until(intended).await;
-            let s = tokio::time::Instant::now();
-            let (status, v) = rest.call(Method::GET, &path, Some(&token), None).await?;
-            let end = tokio::time::Instant::now();
-            if status != 200 || v.as_array().map(|m| m.len()) != Some(50) {
-                return Err(format!(
-                    "history read: HTTP {status}, {} messages",
-                    v.as_array().map(|m| m.len()).unwrap_or(0)
-                ));
-            }
-            Ok((end - intended, end - s))
-        }
+    let results = conn_pool_timed(&target.base, total, a.history_conc, start, rate, move |_| {
+        (Method::GET, path.clone(), token.clone(), None)
     })
     .await;
+    let after = target.proc();
+    let me1 = ProcSample::read(std::process::id());
     let wall = t.elapsed().as_secs_f64() - 0.2;
     let (mut corrected, mut service, mut failed) = (Histogram::new(), Histogram::new(), Vec::new());
     for res in results {
         match res {
-            Ok((c, s)) => {
+            // A JSON array (the first answer is checked for 50 messages below).
+            Ok((200, body, c, s)) if body.starts_with(b"[") && body.ends_with(b"]") => {
                 corrected.record_duration(c);
                 service.record_duration(s);
             }
+            Ok((status, body, _, _)) => failed.push(format!("HTTP {status}, {} bytes", body.len())),
             Err(e) => failed.push(e),
         }
     }
@@ -156,6 +155,14 @@ pub async fn run(a: StoreArgs) -> Res<PathBuf> {
     );
     r.latency("latest-50 history, from intended start", &corrected, Some(2.0));
     r.latency("latest-50 history, service time", &service, None);
+    if let (Some(b), Some(e)) = (before, after) {
+        let cpu = (e.utime_ns + e.stime_ns).saturating_sub(b.utime_ns + b.stime_ns) as f64;
+        r.row("server CPU per history read", "µs", Goal::None, cpu / service.count().max(1) as f64 / 1e3);
+    }
+    if let (Some(b), Some(e)) = (me0, me1) {
+        let cpu = (e.utime_ns + e.stime_ns).saturating_sub(b.utime_ns + b.stime_ns) as f64;
+        r.row("load generator CPU per history read", "µs", Goal::None, cpu / service.count().max(1) as f64 / 1e3);
+    }
 
     // 3. Coalescing: warm a connection pool, invalidate one channel's cached page, then N identical reads at once.
     let names = ["guildhall_store_history_reads_total", "guildhall_store_history_reads"];
@@ -218,4 +225,73 @@ async fn coalesce(rest: &Rest, token: &str, channel: &str, n: usize) -> usize {
         }
     }
     ok
+}
+
+type Req = (Method, String, String, Option<Vec<u8>>);
+/// (status, body, latency from the intended start, service time)
+type Timed = (u16, Vec<u8>, Duration, Duration);
+
+/// `n` requests over `conc` keep-alive connections, as fast as they answer;
+/// returns (status, body, latency) by index.
+async fn conn_pool<F>(base: &str, n: usize, conc: usize, make: F) -> Vec<Res<(u16, Vec<u8>, Duration)>>
+where
+    F: Fn(usize) -> Req + Send + Sync + 'static,
+{
+    let out = conn_pool_timed(base, n, conc, Instant::now(), 0.0, make).await;
+    out.into_iter().map(|r| r.map(|(s, b, _, d)| (s, b, d))).collect()
+}
+
+/// Like `conn_pool`, but request i is not sent before `start + i/rate` (rate 0: no pacing);
+/// returns (status, body, latency from the intended start, service time).
+async fn conn_pool_timed<F>(base: &str, n: usize, conc: usize, start: Instant, rate: f64, make: F) -> Vec<Res<Timed>>
+where
+    F: Fn(usize) -> Req + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..conc.clamp(1, n.max(1)) {
+        let (make, next, base) = (make.clone(), next.clone(), base.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            let mut conn: Option<Conn> = None;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let intended =
+                    if rate > 0.0 { start + Duration::from_secs_f64(i as f64 / rate) } else { Instant::now() };
+                tokio::time::sleep_until(intended.into()).await;
+                let (method, path, token, body) = make(i);
+                if conn.is_none() {
+                    match Conn::connect(&base).await {
+                        Ok(c) => conn = Some(c),
+                        Err(e) => {
+                            out.push((i, Err(e)));
+                            continue;
+                        }
+                    }
+                }
+                let c = conn.as_mut().expect("connected above");
+                let s = Instant::now();
+                let r = c.request(method.as_str(), &path, Some(&token), body.as_deref()).await;
+                let end = Instant::now();
+                if r.is_err() {
+                    conn = None;
+                }
+                out.push((i, r.map(|(st, b)| (st, b, end - intended, end - s))));
+            }
+            out
+        }));
+    }
+    let mut slots: Vec<Option<Res<Timed>>> = (0..n).map(|_| None).collect();
+    for t in tasks {
+        if let Ok(out) = t.await {
+            for (i, r) in out {
+                slots[i] = Some(r);
+            }
+        }
+    }
+    slots.into_iter().map(|s| s.unwrap_or_else(|| Err("task lost".into()))).collect()
 }
