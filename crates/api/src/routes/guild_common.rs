@@ -139,3 +139,25 @@ pub fn parse_snowflake<M>(
         }
     }
 }
+
+/// Validates an image data URI (`data:image/png;base64,...`) and returns the hash
+/// Discord-style clients use to name it (`a_` prefix for animated GIFs).
+pub fn image_hash(data: &str) -> Option<String> {
+    use std::hash::{Hash, Hasher};
+    let rest = data.strip_prefix("data:image/")?;
+    let (format, payload) = rest.split_once(";base64,")?;
+    if !matches!(format, "png" | "jpeg" | "jpg" | "gif" | "webp") || payload.is_empty() || payload.len() > 14_000_000 {
+        return None;
+    }
+    if !payload.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')) {
+        return None;
+    }
+    let mut out = String::new();
+    for seed in [0u8, 1] {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        seed.hash(&mut h);
+        payload.hash(&mut h);
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    Some(if format == "gif" { format!("a_{out}") } else { out })
+}

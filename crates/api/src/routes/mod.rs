@@ -3,6 +3,7 @@
 pub mod applications;
 pub mod attachments;
 pub mod auth;
+pub mod bans;
 pub mod channels;
 pub mod guild_common;
 pub mod guilds;
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .merge(users::routes())
         .merge(guilds::routes())
         .merge(messages::routes())
+        .merge(bans::routes())
         .merge(roles::routes())
         .merge(members::routes())
         .merge(channels::routes())

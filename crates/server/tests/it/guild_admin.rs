@@ -550,3 +550,227 @@ fn timestamp_in(secs: u64) -> String {
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00:00", rem / 3600, rem % 3600 / 60, rem % 60)
 }
+
+const BAN_MEMBERS: u64 = 1 << 2;
+const MANAGE_GUILD: u64 = 1 << 5;
+
+/// PUT a ban with an audit-log reason header.
+async fn put_ban(s: &TestServer, token: &str, gid: &str, uid: &str, body: Value) -> (StatusCode, Value) {
+    let res = s
+        .http
+        .put(format!("{}/guilds/{gid}/bans/{uid}", s.base))
+        .header("Authorization", token)
+        .header("X-Audit-Log-Reason", "spam%20and%20more")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let bytes = res.bytes().await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn bans_delete_recent_messages_and_block_rejoin() {
+    let s = TestServer::start().await;
+    let owner = s.register("owner").await;
+    let (gid, general) = s.guild(&owner, "Bans").await;
+    let (alice, alice_id) = s.user("alice").await;
+    let (bob, bob_id) = s.user("bob").await;
+    let (carol, carol_id) = s.user("carol").await;
+    let (_, dave_id) = s.user("dave").await;
+    for t in [&alice, &bob, &carol] {
+        join(&s, &owner, &general, t).await;
+    }
+    for i in 0..3 {
+        let (status, _) =
+            s.post(&format!("/channels/{general}/messages"), &carol, json!({ "content": format!("c{i}") })).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, _) = s.post(&format!("/channels/{general}/messages"), &bob, json!({ "content": "b" })).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let res = s.get(&format!("/guilds/{gid}/bans"), &alice).await;
+    assert_err(&res, StatusCode::FORBIDDEN, 50013);
+    let res = put_ban(&s, &alice, &gid, &carol_id, json!({})).await;
+    assert_err(&res, StatusCode::FORBIDDEN, 50013);
+    let banner = role(&s, &owner, &gid, "banner", BAN_MEMBERS).await;
+    give(&s, &owner, &gid, &alice_id, &banner).await;
+
+    for body in [
+        json!({ "delete_message_days": 8 }),
+        json!({ "delete_message_seconds": 604801 }),
+        json!({ "delete_message_seconds": -1 }),
+    ] {
+        let res = put_ban(&s, &alice, &gid, &carol_id, body).await;
+        assert_err(&res, StatusCode::BAD_REQUEST, 50035);
+    }
+    let res = put_ban(&s, &alice, &gid, "1234567890123", json!({})).await;
+    assert_err(&res, StatusCode::NOT_FOUND, 10013);
+
+    let (status, body) = put_ban(&s, &alice, &gid, &carol_id, json!({ "delete_message_seconds": 3600 })).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (_, msgs) = s.get(&format!("/channels/{general}/messages"), &owner).await;
+    let contents: Vec<&str> = msgs.as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap()).collect();
+    assert_eq!(contents, ["b"], "the banned user's recent messages are gone");
+    let res = s.get(&format!("/guilds/{gid}"), &carol).await;
+    assert_err(&res, StatusCode::NOT_FOUND, 10004);
+    let (status, ban) = s.get(&format!("/guilds/{gid}/bans/{carol_id}"), &alice).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ban["user"]["id"], carol_id.as_str());
+    assert_eq!(ban["reason"], "spam and more");
+    // Banning again is harmless.
+    let (status, _) = put_ban(&s, &alice, &gid, &carol_id, json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // The banned user cannot come back through an invite.
+    let (_, inv) = s.post(&format!("/channels/{general}/invites"), &owner, json!({})).await;
+    let code = inv["code"].as_str().unwrap();
+    let res = s.post(&format!("/invites/{code}"), &carol, json!({})).await;
+    assert_err(&res, StatusCode::FORBIDDEN, 40007);
+
+    // Hierarchy: not the owner, not oneself, not someone ranked at or above.
+    let res = put_ban(&s, &alice, &gid, &s_owner_id(&s, &owner).await, json!({})).await;
+    assert_err(&res, StatusCode::FORBIDDEN, 50013);
+    let res = put_ban(&s, &alice, &gid, &alice_id, json!({})).await;
+    assert_err(&res, StatusCode::FORBIDDEN, 50013);
+    let top = role(&s, &owner, &gid, "top", 0).await;
+    let (status, _) = s.patch(&format!("/guilds/{gid}/roles"), &owner, json!([{ "id": top, "position": 5 }])).await;
+    assert_eq!(status, StatusCode::OK);
+    give(&s, &owner, &gid, &bob_id, &top).await;
+    let res = put_ban(&s, &alice, &gid, &bob_id, json!({})).await;
+    assert_err(&res, StatusCode::FORBIDDEN, 50013);
+    // A user who is not a member can be banned ahead of time.
+    let (status, _) = put_ban(&s, &alice, &gid, &dave_id, json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // Listing and paging, by user id.
+    let (status, bans) = s.get(&format!("/guilds/{gid}/bans"), &alice).await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = bans.as_array().unwrap().iter().map(|b| b["user"]["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [carol_id.as_str(), dave_id.as_str()]);
+    let (_, first) = s.get(&format!("/guilds/{gid}/bans?limit=1"), &alice).await;
+    assert_eq!(first[0]["user"]["id"], carol_id.as_str());
+    let (_, after) = s.get(&format!("/guilds/{gid}/bans?after={carol_id}"), &alice).await;
+    assert_eq!(after.as_array().unwrap().len(), 1);
+    assert_eq!(after[0]["user"]["id"], dave_id.as_str());
+    let (_, before) = s.get(&format!("/guilds/{gid}/bans?before={dave_id}"), &alice).await;
+    assert_eq!(before[0]["user"]["id"], carol_id.as_str());
+    let res = s.get(&format!("/guilds/{gid}/bans?limit=1001"), &alice).await;
+    assert_err(&res, StatusCode::BAD_REQUEST, 50035);
+
+    // Unban; a second unban is 10026; the user may rejoin.
+    let (status, _) = s.delete(&format!("/guilds/{gid}/bans/{carol_id}"), &alice).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for res in [
+        s.delete(&format!("/guilds/{gid}/bans/{carol_id}"), &alice).await,
+        s.get(&format!("/guilds/{gid}/bans/{carol_id}"), &alice).await,
+    ] {
+        assert_err(&res, StatusCode::NOT_FOUND, 10026);
+    }
+    let (status, _) = s.post(&format!("/invites/{code}"), &carol, json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Bans survive a restart.
+    let dir = s.stop().await;
+    let s = TestServer::start_in(dir).await;
+    let (_, bans) = s.get(&format!("/guilds/{gid}/bans"), &alice).await;
+    assert_eq!(bans.as_array().unwrap().len(), 1);
+}
+
+async fn s_owner_id(s: &TestServer, token: &str) -> String {
+    let (_, me) = s.get("/users/@me", token).await;
+    me["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn guild_modify_transfer_and_delete() {
+    let s = TestServer::start().await;
+    let (owner, owner_id) = s.user("owner").await;
+    let (gid, general) = s.guild(&owner, "Settings").await;
+    let (alice, alice_id) = s.user("alice").await;
+    join(&s, &owner, &general, &alice).await;
+    let (_, channels) = s.get(&format!("/guilds/{gid}/channels"), &owner).await;
+    let voice =
+        channels.as_array().unwrap().iter().find(|c| c["type"] == 2).unwrap()["id"].as_str().unwrap().to_string();
+
+    let (status, g) = s
+        .patch(
+            &format!("/guilds/{gid}"),
+            &owner,
+            json!({ "name": "Renamed", "description": "about", "afk_channel_id": voice, "afk_timeout": 60,
+                    "verification_level": 2, "system_channel_id": null, "icon": "data:image/png;base64,iVBORw0KGgo=" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{g}");
+    assert_eq!(g["name"], "Renamed");
+    assert_eq!(g["description"], "about");
+    assert_eq!(g["afk_channel_id"], voice.as_str());
+    assert_eq!(g["afk_timeout"], 60);
+    assert_eq!(g["verification_level"], 2);
+    assert_eq!(g["system_channel_id"], Value::Null);
+    assert!(g["icon"].as_str().is_some_and(|h| h.len() == 32), "{g}");
+    let (_, g) = s.get(&format!("/guilds/{gid}"), &alice).await;
+    assert_eq!(g["name"], "Renamed");
+
+    for (body, field) in [
+        (json!({ "name": "a" }), "name"),
+        (json!({ "afk_channel_id": general }), "afk_channel_id"),
+        (json!({ "system_channel_id": voice }), "system_channel_id"),
+        (json!({ "system_channel_id": "1234567890123" }), "system_channel_id"),
+        (json!({ "afk_timeout": 61 }), "afk_timeout"),
+        (json!({ "verification_level": 5 }), "verification_level"),
+        (json!({ "icon": "not an image" }), "icon"),
+        (json!({ "description": "d".repeat(121) }), "description"),
+        (json!({ "owner_id": "1234567890123" }), "owner_id"),
+    ] {
+        let (status, err) = s.patch(&format!("/guilds/{gid}"), &owner, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {err}");
+        assert!(err["errors"][field].is_object(), "{body} → {err}");
+    }
+
+    let res = s.patch(&format!("/guilds/{gid}"), &alice, json!({ "name": "Mine" })).await;
+    assert_err(&res, StatusCode::FORBIDDEN, 50013);
+    let stranger = s.register("stranger").await;
+    let res = s.patch(&format!("/guilds/{gid}"), &stranger, json!({ "name": "Mine" })).await;
+    assert_err(&res, StatusCode::NOT_FOUND, 10004);
+    let managers = role(&s, &owner, &gid, "managers", MANAGE_GUILD).await;
+    give(&s, &owner, &gid, &alice_id, &managers).await;
+    let (status, _) = s.patch(&format!("/guilds/{gid}"), &alice, json!({ "name": "Alice's" })).await;
+    assert_eq!(status, StatusCode::OK);
+    // Only the owner hands the guild over, and only the owner deletes it.
+    let res = s.patch(&format!("/guilds/{gid}"), &alice, json!({ "owner_id": alice_id })).await;
+    assert_err(&res, StatusCode::FORBIDDEN, 50013);
+    let res = s.delete(&format!("/guilds/{gid}"), &alice).await;
+    assert_err(&res, StatusCode::FORBIDDEN, 50013);
+    let (status, g) = s.patch(&format!("/guilds/{gid}"), &owner, json!({ "owner_id": alice_id })).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(g["owner_id"], alice_id.as_str());
+    let res = s.delete(&format!("/guilds/{gid}"), &owner).await;
+    assert_err(&res, StatusCode::FORBIDDEN, 50013);
+    let (_, mine) = s.get("/users/@me/guilds", &owner).await;
+    assert_eq!(mine[0]["owner"], false);
+    let _ = owner_id;
+
+    let (_, inv) = s.post(&format!("/channels/{general}/invites"), &alice, json!({})).await;
+    let code = inv["code"].as_str().unwrap().to_string();
+    let (status, _) = s.delete(&format!("/guilds/{gid}"), &alice).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for t in [&owner, &alice] {
+        let res = s.get(&format!("/guilds/{gid}"), t).await;
+        assert_err(&res, StatusCode::NOT_FOUND, 10004);
+        let (_, mine) = s.get("/users/@me/guilds", t).await;
+        assert_eq!(mine, json!([]));
+    }
+    let res = s.get(&format!("/channels/{general}"), &alice).await;
+    assert_err(&res, StatusCode::NOT_FOUND, 10003);
+    let res = s.get(&format!("/invites/{code}"), &alice).await;
+    assert_err(&res, StatusCode::NOT_FOUND, 10006);
+
+    let dir = s.stop().await;
+    let s = TestServer::start_in(dir).await;
+    let res = s.get(&format!("/guilds/{gid}"), &alice).await;
+    assert_err(&res, StatusCode::NOT_FOUND, 10004);
+    let res = s.get(&format!("/channels/{general}"), &alice).await;
+    assert_err(&res, StatusCode::NOT_FOUND, 10003);
+}
