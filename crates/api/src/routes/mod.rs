@@ -5,6 +5,7 @@ pub mod attachments;
 pub mod auth;
 pub mod bans;
 pub mod channels;
+pub mod dms;
 pub mod guild_common;
 pub mod guilds;
 pub mod host;
@@ -32,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .merge(users::routes())
         .merge(guilds::routes())
         .merge(messages::routes())
+        .merge(dms::routes())
         .merge(bans::routes())
         .merge(roles::routes())
         .merge(members::routes())

@@ -3,6 +3,7 @@
 
 mod applications;
 mod common;
+mod dms_users;
 mod durability;
 mod gateway;
 mod guild_admin;
