@@ -11,6 +11,7 @@ mod invites;
 mod message_events;
 mod messages;
 mod metrics;
+mod permissions_matrix;
 mod ratelimit;
 mod reactions;
 mod rest_basics;
