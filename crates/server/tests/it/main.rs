@@ -7,6 +7,7 @@ mod dms_users;
 mod durability;
 mod gateway;
 mod guild_admin;
+mod guild_events;
 mod invites;
 mod message_events;
 mod messages;
