@@ -100,12 +100,14 @@ pub async fn run(a: FanoutArgs) -> Res<PathBuf> {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let total = (a.rate * a.secs).round().max(1.0) as usize;
             let before = target.proc();
+            let workers_cpu0 = workers.cpu_ns();
             let t_start = Instant::now();
             let (sent, rest_lat) = send_messages(&rest, &sender, &channel, total, a.rate, a.pad).await?;
             let send_wall = t_start.elapsed().as_secs_f64();
             tokio::time::sleep(Duration::from_millis(300)).await;
             let reports = workers.report(total).await?;
             let after = target.proc();
+            let workers_cpu = workers.cpu_ns().saturating_sub(workers_cpu0);
             workers.quit().await;
 
             let mut all = Histogram::new();
@@ -170,6 +172,12 @@ pub async fn run(a: FanoutArgs) -> Res<PathBuf> {
             r.row(format!("{label}: REST send→recipient max"), "ms", Goal::None, crate::hist::ms(all.max()));
             r.latency(&format!("{label}: REST send→last recipient"), &last_h, last_target_ms(m));
             r.latency(&format!("{label}: REST call (sender)"), &rest_lat, None);
+            r.row(
+                format!("{label}: load generator (workers) CPU per delivery"),
+                "µs",
+                Goal::None,
+                workers_cpu as f64 / deliveries.max(1) as f64 / 1e3,
+            );
             if let (Some(b), Some(e)) = (before, after) {
                 let d = deliveries.max(1) as f64;
                 let user = e.utime_ns.saturating_sub(b.utime_ns) as f64;

@@ -73,12 +73,21 @@ pub async fn run(a: IdleArgs) -> Res<PathBuf> {
         let gateway = rest.gateway_url().await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = target.proc();
+        let net0 = crate::server::tcp_counters();
         eprintln!("idle[{mode}]: opening {} sessions at {}/s", a.sessions, a.rate);
         let (workers, c) =
             Workers::spawn(&exe, &gateway, compress, &tokens_file, a.sessions, a.per_worker, a.rate, 1).await?;
         let connect_s = (c.last_ready_ns.saturating_sub(c.first_start_ns)) as f64 / 1e9;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after = target.proc();
+        let net = crate::server::tcp_delta(&net0, &crate::server::tcp_counters());
+        r.row(
+            format!("{mode}: accept-queue overflows while connecting"),
+            "",
+            Goal::AtMost(0.0),
+            net["ListenOverflows"].as_u64().unwrap_or(0) as f64,
+        );
+        r.extra(&format!("{mode} tcp counters (system-wide delta)"), net);
         tokio::time::sleep(Duration::from_secs_f64(a.hold)).await;
         let held = target.proc();
         workers.quit().await;

@@ -201,6 +201,37 @@ pub fn clock_ticks() -> u64 {
     })
 }
 
+/// System-wide TCP counters that explain connection-storm latency: accept-queue
+/// overflows (the client's handshake ACK is dropped and retried after ~1 s) and
+/// retransmissions. From /proc/net/netstat and /proc/net/snmp.
+pub fn tcp_counters() -> std::collections::BTreeMap<String, u64> {
+    let wanted = ["ListenOverflows", "ListenDrops", "TCPTimeouts", "TCPSynRetrans", "RetransSegs"];
+    let mut out = std::collections::BTreeMap::new();
+    for file in ["/proc/net/netstat", "/proc/net/snmp"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        for pair in lines.chunks(2) {
+            let [names, values] = pair else { continue };
+            for (n, v) in names.split_whitespace().zip(values.split_whitespace()).skip(1) {
+                if wanted.contains(&n) {
+                    out.insert(n.to_string(), v.parse().unwrap_or(0));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `after − before` for every counter.
+pub fn tcp_delta(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> serde_json::Value {
+    let m: serde_json::Map<String, serde_json::Value> =
+        after.iter().map(|(k, v)| (k.clone(), (v.saturating_sub(*before.get(k).unwrap_or(&0))).into())).collect();
+    serde_json::Value::Object(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

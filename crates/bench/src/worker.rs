@@ -332,6 +332,16 @@ impl Workers {
         Ok(out)
     }
 
+    /// Total CPU time (user + system, ns) the worker processes used so far.
+    pub fn cpu_ns(&self) -> u64 {
+        self.procs
+            .iter()
+            .filter_map(|(c, _, _)| c.id())
+            .filter_map(crate::server::ProcSample::read)
+            .map(|p| p.utime_ns + p.stime_ns)
+            .sum()
+    }
+
     pub async fn send(&mut self, line: &str) -> Res<()> {
         for (_, stdin, _) in self.procs.iter_mut() {
             stdin.write_all(format!("{line}\n").as_bytes()).await.map_err(|e| format!("worker stdin: {e}"))?;
