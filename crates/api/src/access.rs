@@ -4,7 +4,7 @@ use guildhall_domain::entity::Channel;
 use guildhall_domain::permissions::channel_permissions;
 use guildhall_model::id::{ChannelId, GuildId, UserId};
 use guildhall_model::{Permissions, Timestamp};
-use guildhall_runtime::{ChannelHome, Change, Error, GuildActor, PrivateActor, Result, Runtime};
+use guildhall_runtime::{Change, ChannelHome, Error, GuildActor, PrivateActor, Result, Runtime};
 
 /// What the caller may do in a channel, as of the check.
 #[derive(Clone, Debug)]
@@ -31,7 +31,12 @@ pub const DM_PERMISSIONS: Permissions = Permissions(
 /// Inside a guild job: the caller's view of a channel, or Discord's error —
 /// 10003 if the channel is not in this guild, 50001 if the caller cannot see it,
 /// 50013 if it lacks `required`.
-pub fn guild_channel_access(actor: &GuildActor, user: UserId, channel: ChannelId, required: Permissions) -> Result<ChannelAccess> {
+pub fn guild_channel_access(
+    actor: &GuildActor,
+    user: UserId,
+    channel: ChannelId,
+    required: Permissions,
+) -> Result<ChannelAccess> {
     let state = &actor.state.guild;
     let c = state.channels.get(&channel).ok_or_else(Error::unknown_channel)?;
     if !state.members.contains_key(&user) {
@@ -48,7 +53,12 @@ pub fn guild_channel_access(actor: &GuildActor, user: UserId, channel: ChannelId
 }
 
 /// Inside the private actor: the caller's view of a DM, or 10003 / 50001.
-pub fn private_channel_access(actor: &PrivateActor, user: UserId, channel: ChannelId, required: Permissions) -> Result<ChannelAccess> {
+pub fn private_channel_access(
+    actor: &PrivateActor,
+    user: UserId,
+    channel: ChannelId,
+    required: Permissions,
+) -> Result<ChannelAccess> {
     let c = actor.state.channels.get(&channel).ok_or_else(Error::unknown_channel)?;
     if !c.recipients.contains(&user) {
         return Err(Error::missing_access());
@@ -60,12 +70,15 @@ pub fn private_channel_access(actor: &PrivateActor, user: UserId, channel: Chann
 }
 
 /// Checks access from outside any actor (one round trip to the owner).
-pub async fn channel_access(rt: &Runtime, user: UserId, channel: ChannelId, required: Permissions) -> Result<ChannelAccess> {
+pub async fn channel_access(
+    rt: &Runtime,
+    user: UserId,
+    channel: ChannelId,
+    required: Permissions,
+) -> Result<ChannelAccess> {
     match rt.channel_home(channel)? {
         ChannelHome::Guild(g) => {
-            rt.guild(g)?
-                .call(move |a| guild_channel_access(a, user, channel, required).map(Change::read))
-                .await
+            rt.guild(g)?.call(move |a| guild_channel_access(a, user, channel, required).map(Change::read)).await
         }
         ChannelHome::Private => {
             rt.private().call(move |a| private_channel_access(a, user, channel, required).map(Change::read)).await

@@ -10,13 +10,13 @@ use axum::http::request::Parts;
 use guildhall_domain::entity::User;
 use guildhall_model::error_code;
 use guildhall_model::id::UserId;
-pub use guildhall_runtime::tokens::Tokens;
-use guildhall_runtime::Error;
 #[cfg(test)]
 use guildhall_runtime::Directory;
+use guildhall_runtime::Error;
+pub use guildhall_runtime::tokens::Tokens;
 
-use crate::error::ApiError;
 use crate::AppState;
+use crate::error::ApiError;
 
 /// Argon2id cost; configurable so tests and benchmarks stay fast.
 #[derive(Clone, Debug)]
@@ -33,7 +33,8 @@ impl Default for PasswordCost {
 }
 
 fn argon(cost: &PasswordCost) -> Argon2<'static> {
-    let params = Params::new(cost.memory_kib.max(8), cost.iterations.max(1), 1, None).expect("cost parameters are in range");
+    let params =
+        Params::new(cost.memory_kib.max(8), cost.iterations.max(1), 1, None).expect("cost parameters are in range");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
@@ -82,7 +83,11 @@ impl Caller {
     /// 20001 for routes bots may not use.
     pub fn require_user_account(&self) -> Result<(), Error> {
         if self.user.bot {
-            return Err(Error::new(guildhall_runtime::ErrorKind::Forbidden, error_code::BOTS_CANNOT_USE, "Bots cannot use this endpoint"));
+            return Err(Error::new(
+                guildhall_runtime::ErrorKind::Forbidden,
+                error_code::BOTS_CANNOT_USE,
+                "Bots cannot use this endpoint",
+            ));
         }
         Ok(())
     }

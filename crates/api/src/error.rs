@@ -1,7 +1,7 @@
 //! The one place runtime errors become HTTP responses: status from the kind,
 //! Discord's `{code, message, errors}` body, `Content-Type: application/json`.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use guildhall_runtime::{Error, ErrorKind};
 

@@ -35,7 +35,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for DiscordJson<T> {
         }
         if !is_json && !bytes.is_empty() {
             let mut f = FormErrors::default();
-            f.add("_errors", "CONTENT_TYPE_INVALID", "Expected \"Content-Type\" header to be one of {'application/json'}.");
+            f.add(
+                "_errors",
+                "CONTENT_TYPE_INVALID",
+                "Expected \"Content-Type\" header to be one of {'application/json'}.",
+            );
             return Err(ApiError(f.into_error()));
         }
         parse_json(if bytes.is_empty() { b"{}" } else { &bytes }).map(DiscordJson)
@@ -129,5 +133,7 @@ pub fn percent_decode(s: &str) -> String {
 
 /// Parses a snowflake path segment; a malformed one is 50035 as on Discord.
 pub fn path_id<M>(raw: &str, field: &str) -> Result<guildhall_model::Id<M>, ApiError> {
-    raw.parse().map_err(|_| ApiError(Error::form_field(field, "NUMBER_TYPE_COERCE", &format!("Value \"{raw}\" is not snowflake."))))
+    raw.parse().map_err(|_| {
+        ApiError(Error::form_field(field, "NUMBER_TYPE_COERCE", &format!("Value \"{raw}\" is not snowflake.")))
+    })
 }

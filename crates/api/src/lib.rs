@@ -22,9 +22,9 @@ pub mod routes;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Router;
 use guildhall_runtime::Runtime;
 
 pub use error::{ApiError, ApiResult};

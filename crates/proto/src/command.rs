@@ -99,10 +99,7 @@ impl Identify {
             Some(raw) => Some(parse_shard(raw)?),
         };
         let large_threshold = wire.large_threshold.map_or(DEFAULT_LARGE_THRESHOLD, |n| {
-            n.clamp(
-                i64::from(DEFAULT_LARGE_THRESHOLD),
-                i64::from(MAX_LARGE_THRESHOLD),
-            ) as u32
+            n.clamp(i64::from(DEFAULT_LARGE_THRESHOLD), i64::from(MAX_LARGE_THRESHOLD)) as u32
         });
         Ok(Identify {
             token: wire.token,
@@ -119,8 +116,7 @@ impl Identify {
 /// `[shard_id, num_shards]`; anything else, `num_shards == 0` or `shard_id >= num_shards` →
 /// 4010.
 fn parse_shard(raw: &RawValue) -> Result<(u32, u32), CloseCode> {
-    let (id, count): (u32, u32) =
-        serde_json::from_str(raw.get()).map_err(|_| CloseCode::InvalidShard)?;
+    let (id, count): (u32, u32) = serde_json::from_str(raw.get()).map_err(|_| CloseCode::InvalidShard)?;
     if count == 0 || id >= count {
         return Err(CloseCode::InvalidShard);
     }
@@ -145,11 +141,7 @@ impl Resume {
             seq: Option<u64>,
         }
         let wire: Wire = decode(d)?;
-        Ok(Resume {
-            token: wire.token,
-            session_id: wire.session_id,
-            seq: wire.seq.unwrap_or(0),
-        })
+        Ok(Resume { token: wire.token, session_id: wire.session_id, seq: wire.seq.unwrap_or(0) })
     }
 }
 
@@ -194,10 +186,7 @@ impl PresenceUpdate {
             return Err(CloseCode::UnknownOpcode);
         }
         Ok(PresenceUpdate {
-            since: wire
-                .since
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(|s| s as u64),
+            since: wire.since.filter(|s| s.is_finite() && *s >= 0.0).map(|s| s as u64),
             activities: wire.activities,
             status: wire.status,
             afk: wire.afk.unwrap_or(false),
@@ -289,26 +278,18 @@ impl RequestGuildMembers {
         let wire: Wire<'_> = decode(d)?;
         let query = match (wire.user_ids, wire.query, wire.limit) {
             (Some(OneOrMany::One(id)), _, _) => MemberQuery::UserIds(vec![id]),
-            (Some(OneOrMany::Many(ids)), _, _) if ids.len() <= MAX_REQUESTED_USER_IDS => {
-                MemberQuery::UserIds(ids)
-            }
+            (Some(OneOrMany::Many(ids)), _, _) if ids.len() <= MAX_REQUESTED_USER_IDS => MemberQuery::UserIds(ids),
             (Some(OneOrMany::Many(_)), _, _) => return Err(CloseCode::UnknownOpcode),
-            (None, Some(query), Some(limit)) => MemberQuery::Prefix {
-                query,
-                limit: u32::try_from(limit).unwrap_or(u32::MAX),
-            },
+            (None, Some(query), Some(limit)) => {
+                MemberQuery::Prefix { query, limit: u32::try_from(limit).unwrap_or(u32::MAX) }
+            }
             (None, _, _) => return Err(CloseCode::UnknownOpcode),
         };
         let nonce = wire
             .nonce
             .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
             .filter(|nonce| nonce.len() <= MAX_NONCE_BYTES);
-        Ok(RequestGuildMembers {
-            guild_id: wire.guild_id,
-            query,
-            presences: wire.presences.unwrap_or(false),
-            nonce,
-        })
+        Ok(RequestGuildMembers { guild_id: wire.guild_id, query, presences: wire.presences.unwrap_or(false), nonce })
     }
 }
 
@@ -325,9 +306,7 @@ impl RequestSoundboardSounds {
             guild_ids: Vec<GuildId>,
         }
         let wire: Wire = decode(d)?;
-        Ok(RequestSoundboardSounds {
-            guild_ids: wire.guild_ids,
-        })
+        Ok(RequestSoundboardSounds { guild_ids: wire.guild_ids })
     }
 }
 
@@ -351,9 +330,7 @@ mod tests {
 
     #[test]
     fn identify_defaults_and_clamps() {
-        let id =
-            identify(r#"{"token":"t","intents":513,"properties":{"$os":"linux","browser":"x"}}"#)
-                .unwrap();
+        let id = identify(r#"{"token":"t","intents":513,"properties":{"$os":"linux","browser":"x"}}"#).unwrap();
         assert_eq!(id.token, "t");
         assert_eq!(id.intents, Intents(513));
         assert_eq!(id.properties.os, "linux");
@@ -368,48 +345,19 @@ mod tests {
         assert!(id.compress);
         assert_eq!(id.shard, Some((1, 2)));
         assert_eq!(id.presence.unwrap().get(), r#"{"status":"idle"}"#);
-        assert_eq!(
-            identify(r#"{"token":"t","intents":0,"large_threshold":-3}"#)
-                .unwrap()
-                .large_threshold,
-            50
-        );
+        assert_eq!(identify(r#"{"token":"t","intents":0,"large_threshold":-3}"#).unwrap().large_threshold, 50);
     }
 
     #[test]
     fn identify_rejections_use_discords_codes() {
-        assert_eq!(
-            identify(r#"{"intents":1}"#).err(),
-            Some(CloseCode::UnknownOpcode)
-        );
-        assert_eq!(
-            identify(r#"{"token":"t"}"#).err(),
-            Some(CloseCode::UnknownOpcode)
-        );
-        assert_eq!(
-            identify(r#"{"token":"t","intents":"1"}"#).err(),
-            Some(CloseCode::UnknownOpcode)
-        );
-        assert_eq!(
-            identify(r#"{"token":"t","intents":131072}"#).err(),
-            Some(CloseCode::InvalidIntents)
-        );
-        assert_eq!(
-            identify(r#"{"token":"t","intents":1,"shard":[2,2]}"#).err(),
-            Some(CloseCode::InvalidShard)
-        );
-        assert_eq!(
-            identify(r#"{"token":"t","intents":1,"shard":[0,0]}"#).err(),
-            Some(CloseCode::InvalidShard)
-        );
-        assert_eq!(
-            identify(r#"{"token":"t","intents":1,"shard":[0]}"#).err(),
-            Some(CloseCode::InvalidShard)
-        );
-        assert_eq!(
-            identify(r#"{"token":"t","intents":1,"shard":"0,1"}"#).err(),
-            Some(CloseCode::InvalidShard)
-        );
+        assert_eq!(identify(r#"{"intents":1}"#).err(), Some(CloseCode::UnknownOpcode));
+        assert_eq!(identify(r#"{"token":"t"}"#).err(), Some(CloseCode::UnknownOpcode));
+        assert_eq!(identify(r#"{"token":"t","intents":"1"}"#).err(), Some(CloseCode::UnknownOpcode));
+        assert_eq!(identify(r#"{"token":"t","intents":131072}"#).err(), Some(CloseCode::InvalidIntents));
+        assert_eq!(identify(r#"{"token":"t","intents":1,"shard":[2,2]}"#).err(), Some(CloseCode::InvalidShard));
+        assert_eq!(identify(r#"{"token":"t","intents":1,"shard":[0,0]}"#).err(), Some(CloseCode::InvalidShard));
+        assert_eq!(identify(r#"{"token":"t","intents":1,"shard":[0]}"#).err(), Some(CloseCode::InvalidShard));
+        assert_eq!(identify(r#"{"token":"t","intents":1,"shard":"0,1"}"#).err(), Some(CloseCode::InvalidShard));
         assert_eq!(Identify::parse(None).err(), Some(CloseCode::UnknownOpcode));
     }
 
@@ -431,19 +379,10 @@ mod tests {
         assert_eq!(p.status, Status::Dnd);
         assert_eq!(p.since, None);
         assert!(p.activities.is_some());
-        let p = PresenceUpdate::parse(Some(&raw(r#"{"since":1700000000000.0,"status":"idle"}"#)))
-            .unwrap();
+        let p = PresenceUpdate::parse(Some(&raw(r#"{"since":1700000000000.0,"status":"idle"}"#))).unwrap();
         assert_eq!(p.since, Some(1_700_000_000_000));
-        for bad in [
-            r#"{"status":"busy"}"#,
-            r#"{"activities":[]}"#,
-            r#"{"status":"online","activities":{}}"#,
-        ] {
-            assert_eq!(
-                PresenceUpdate::parse(Some(&raw(bad))).err(),
-                Some(CloseCode::UnknownOpcode),
-                "{bad}"
-            );
+        for bad in [r#"{"status":"busy"}"#, r#"{"activities":[]}"#, r#"{"status":"online","activities":{}}"#] {
+            assert_eq!(PresenceUpdate::parse(Some(&raw(bad))).err(), Some(CloseCode::UnknownOpcode), "{bad}");
         }
     }
 
@@ -467,66 +406,35 @@ mod tests {
 
     #[test]
     fn request_guild_members_shapes() {
-        let r = members(r#"{"guild_id":"1","query":"","limit":0,"presences":true,"nonce":"abc"}"#)
-            .unwrap();
-        assert_eq!(
-            r.query,
-            MemberQuery::Prefix {
-                query: String::new(),
-                limit: 0
-            }
-        );
+        let r = members(r#"{"guild_id":"1","query":"","limit":0,"presences":true,"nonce":"abc"}"#).unwrap();
+        assert_eq!(r.query, MemberQuery::Prefix { query: String::new(), limit: 0 });
         assert!(r.presences);
         assert_eq!(r.nonce.as_deref(), Some("abc"));
 
         let r = members(r#"{"guild_id":"1","user_ids":"5","limit":0}"#).unwrap();
         assert_eq!(r.query, MemberQuery::UserIds(vec![UserId::new(5)]));
         let r = members(r#"{"guild_id":"1","user_ids":["5","6"],"query":"a","limit":3}"#).unwrap();
-        assert_eq!(
-            r.query,
-            MemberQuery::UserIds(vec![UserId::new(5), UserId::new(6)])
-        );
+        assert_eq!(r.query, MemberQuery::UserIds(vec![UserId::new(5), UserId::new(6)]));
 
         let hundred: Vec<String> = (1..=100).map(|i| format!("\"{i}\"")).collect();
         let ok = format!(r#"{{"guild_id":"1","user_ids":[{}]}}"#, hundred.join(","));
         assert!(members(&ok).is_ok());
-        let too_many = format!(
-            r#"{{"guild_id":"1","user_ids":[{},"101"]}}"#,
-            hundred.join(",")
-        );
+        let too_many = format!(r#"{{"guild_id":"1","user_ids":[{},"101"]}}"#, hundred.join(","));
         assert_eq!(members(&too_many).err(), Some(CloseCode::UnknownOpcode));
 
-        assert_eq!(
-            members(r#"{"query":"","limit":0}"#).err(),
-            Some(CloseCode::UnknownOpcode)
-        );
-        assert_eq!(
-            members(r#"{"guild_id":["1","2"],"query":"","limit":0}"#).err(),
-            Some(CloseCode::UnknownOpcode)
-        );
-        assert_eq!(
-            members(r#"{"guild_id":"1","query":"a"}"#).err(),
-            Some(CloseCode::UnknownOpcode)
-        );
-        assert_eq!(
-            members(r#"{"guild_id":"1","limit":1}"#).err(),
-            Some(CloseCode::UnknownOpcode)
-        );
+        assert_eq!(members(r#"{"query":"","limit":0}"#).err(), Some(CloseCode::UnknownOpcode));
+        assert_eq!(members(r#"{"guild_id":["1","2"],"query":"","limit":0}"#).err(), Some(CloseCode::UnknownOpcode));
+        assert_eq!(members(r#"{"guild_id":"1","query":"a"}"#).err(), Some(CloseCode::UnknownOpcode));
+        assert_eq!(members(r#"{"guild_id":"1","limit":1}"#).err(), Some(CloseCode::UnknownOpcode));
     }
 
     #[test]
     fn request_guild_members_drops_an_invalid_nonce_but_keeps_the_request() {
         let n32 = "n".repeat(32);
-        let r = members(&format!(
-            r#"{{"guild_id":"1","query":"","limit":0,"nonce":"{n32}"}}"#
-        ))
-        .unwrap();
+        let r = members(&format!(r#"{{"guild_id":"1","query":"","limit":0,"nonce":"{n32}"}}"#)).unwrap();
         assert_eq!(r.nonce.as_deref(), Some(n32.as_str()));
         let n33 = "n".repeat(33);
-        let r = members(&format!(
-            r#"{{"guild_id":"1","query":"","limit":0,"nonce":"{n33}"}}"#
-        ))
-        .unwrap();
+        let r = members(&format!(r#"{{"guild_id":"1","query":"","limit":0,"nonce":"{n33}"}}"#)).unwrap();
         assert_eq!(r.nonce, None);
         let r = members(r#"{"guild_id":"1","query":"","limit":0,"nonce":7}"#).unwrap();
         assert_eq!(r.nonce, None);

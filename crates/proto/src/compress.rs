@@ -107,12 +107,7 @@ pub struct EncoderConfig {
 
 impl Default for EncoderConfig {
     fn default() -> Self {
-        EncoderConfig {
-            zlib_level: 1,
-            zstd_level: 1,
-            zstd_window_log: 17,
-            zstd_release: ZstdRelease::Keep,
-        }
+        EncoderConfig { zlib_level: 1, zstd_level: 1, zstd_window_log: 17, zstd_release: ZstdRelease::Keep }
     }
 }
 
@@ -152,22 +147,13 @@ pub struct Encoder {
 
 impl fmt::Debug for Encoder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Encoder")
-            .field("kind", &self.kind)
-            .field("holding_state", &self.is_holding_state())
-            .finish()
+        f.debug_struct("Encoder").field("kind", &self.kind).field("holding_state", &self.is_holding_state()).finish()
     }
 }
 
 impl Encoder {
     pub fn new(kind: Compression, config: EncoderConfig) -> Encoder {
-        Encoder {
-            kind,
-            config,
-            state: State::Idle,
-            zlib_started: false,
-            zstd_pending_end: Vec::new(),
-        }
+        Encoder { kind, config, state: State::Idle, zlib_started: false, zstd_pending_end: Vec::new() }
     }
 
     pub fn compression(&self) -> Compression {
@@ -203,9 +189,7 @@ impl Encoder {
         self.encode_into(parts, &mut out);
         match self.kind {
             Compression::None => WsMessage::Text(Bytes::from(out)),
-            Compression::ZlibStream | Compression::ZstdStream => {
-                WsMessage::Binary(Bytes::from(out))
-            }
+            Compression::ZlibStream | Compression::ZstdStream => WsMessage::Binary(Bytes::from(out)),
         }
     }
 
@@ -247,9 +231,7 @@ impl Encoder {
             self.state = State::Zlib(Box::new(Compress::new(level, zlib_header)));
             self.zlib_started = true;
         }
-        let State::Zlib(compress) = &mut self.state else {
-            unreachable!("set just above")
-        };
+        let State::Zlib(compress) = &mut self.state else { unreachable!("set just above") };
         for part in parts {
             deflate(compress, part, FlushCompress::None, out);
         }
@@ -261,18 +243,14 @@ impl Encoder {
             out.append(&mut self.zstd_pending_end);
             self.state = State::Zstd(Box::new(new_zstd(&self.config)));
         }
-        let State::Zstd(encoder) = &mut self.state else {
-            unreachable!("set just above")
-        };
+        let State::Zstd(encoder) = &mut self.state else { unreachable!("set just above") };
         for part in parts {
             let mut input = InBuffer::around(part);
             while input.pos() < part.len() {
                 out.reserve(part.len() - input.pos() + 64);
                 let mut output = OutBuffer::around_pos(out, out.len());
                 // Compressing into a growing Vec with valid parameters cannot fail.
-                encoder
-                    .run(&mut input, &mut output)
-                    .expect("zstd compress_stream");
+                encoder.run(&mut input, &mut output).expect("zstd compress_stream");
             }
         }
         loop {
@@ -290,12 +268,8 @@ impl Encoder {
 fn new_zstd(config: &EncoderConfig) -> zstd::stream::raw::Encoder<'static> {
     // Creating a context and setting in-range parameters only fails on allocation failure.
     let mut encoder = zstd::stream::raw::Encoder::new(config.zstd_level).expect("zstd context");
-    encoder
-        .set_parameter(CParameter::WindowLog(config.zstd_window_log))
-        .expect("zstd window log in range");
-    encoder
-        .set_parameter(CParameter::ChecksumFlag(false))
-        .expect("zstd checksum flag");
+    encoder.set_parameter(CParameter::WindowLog(config.zstd_window_log)).expect("zstd window log in range");
+    encoder.set_parameter(CParameter::ChecksumFlag(false)).expect("zstd checksum flag");
     encoder
 }
 
@@ -342,17 +316,12 @@ mod tests {
             ZlibClient(Decompress::new(true))
         }
         fn feed(&mut self, message: &[u8]) -> Vec<u8> {
-            assert!(
-                message.ends_with(&[0, 0, 0xff, 0xff]),
-                "each message ends with a sync flush"
-            );
+            assert!(message.ends_with(&[0, 0, 0xff, 0xff]), "each message ends with a sync flush");
             let mut out = Vec::with_capacity(message.len() * 4 + 64);
             let mut input = message;
             loop {
                 let before = self.0.total_in();
-                self.0
-                    .decompress_vec(input, &mut out, FlushDecompress::Sync)
-                    .expect("inflate");
+                self.0.decompress_vec(input, &mut out, FlushDecompress::Sync).expect("inflate");
                 input = &input[(self.0.total_in() - before) as usize..];
                 if input.is_empty() && out.len() < out.capacity() {
                     return out;
@@ -404,31 +373,17 @@ mod tests {
     fn compression_query_values() {
         assert_eq!(Compression::from_query(None), Ok(Compression::None));
         assert_eq!(Compression::from_query(Some("")), Ok(Compression::None));
-        assert_eq!(
-            Compression::from_query(Some("zlib-stream")),
-            Ok(Compression::ZlibStream)
-        );
-        assert_eq!(
-            Compression::from_query(Some("zstd-stream")),
-            Ok(Compression::ZstdStream)
-        );
-        assert_eq!(
-            Compression::from_query(Some("gzip")),
-            Err(UnknownCompression)
-        );
-        assert_eq!(
-            Compression::from_query(Some("ZLIB-STREAM")),
-            Err(UnknownCompression)
-        );
+        assert_eq!(Compression::from_query(Some("zlib-stream")), Ok(Compression::ZlibStream));
+        assert_eq!(Compression::from_query(Some("zstd-stream")), Ok(Compression::ZstdStream));
+        assert_eq!(Compression::from_query(Some("gzip")), Err(UnknownCompression));
+        assert_eq!(Compression::from_query(Some("ZLIB-STREAM")), Err(UnknownCompression));
     }
 
     #[test]
     fn no_compression_passes_frames_through_without_copying() {
         let mut encoder = Encoder::new(Compression::None, EncoderConfig::default());
         let frame = Bytes::from(message(1));
-        let WsMessage::Text(sent) = encoder.encode(frame.clone()) else {
-            panic!("text expected")
-        };
+        let WsMessage::Text(sent) = encoder.encode(frame.clone()) else { panic!("text expected") };
         assert_eq!(sent.as_ptr(), frame.as_ptr());
         assert!(!encoder.is_holding_state());
     }
@@ -442,10 +397,7 @@ mod tests {
         assert!(first.ends_with(&[0, 0, 0xff, 0xff]));
         encoder.release();
         let second = binary(encoder.encode(Bytes::from(message(2))));
-        assert_ne!(
-            second[0], 0x78,
-            "a restarted stream must not repeat the header"
-        );
+        assert_ne!(second[0], 0x78, "a restarted stream must not repeat the header");
         assert!(second.ends_with(&[0, 0, 0xff, 0xff]));
     }
 
@@ -471,19 +423,13 @@ mod tests {
         let warm = binary(encoder.encode(Bytes::from(message(2)))).len();
         encoder.release();
         let cold = binary(encoder.encode(Bytes::from(message(3)))).len();
-        assert!(
-            warm < cold,
-            "history makes the second message smaller ({warm} vs {cold})"
-        );
+        assert!(warm < cold, "history makes the second message smaller ({warm} vs {cold})");
     }
 
     #[test]
     fn dispatch_parts_encode_like_the_whole_frame() {
         let mut outbox = crate::Outbox::new("s", crate::ReplayLimits::default());
-        let frame = outbox.dispatch(
-            "MESSAGE_CREATE",
-            &Bytes::from_static(br#"{"content":"hi"}"#),
-        );
+        let frame = outbox.dispatch("MESSAGE_CREATE", &Bytes::from_static(br#"{"content":"hi"}"#));
         for kind in [Compression::ZlibStream, Compression::ZstdStream] {
             let mut encoder = Encoder::new(kind, EncoderConfig::default());
             let sent = binary(encoder.encode_dispatch(&frame));
@@ -509,10 +455,7 @@ mod tests {
     fn zstd_keeps_its_context_on_release_by_default() {
         let mut encoder = Encoder::new(Compression::ZstdStream, EncoderConfig::default());
         let mut client = ZstdClient::new();
-        assert_eq!(
-            client.feed(&binary(encoder.encode(Bytes::from(message(1))))),
-            message(1)
-        );
+        assert_eq!(client.feed(&binary(encoder.encode(Bytes::from(message(1))))), message(1));
         encoder.release();
         assert!(encoder.is_holding_state());
         let second = binary(encoder.encode(Bytes::from(message(2))));
@@ -523,10 +466,7 @@ mod tests {
 
     #[test]
     fn zstd_new_frame_release_decodes_with_a_streaming_decoder() {
-        let config = EncoderConfig {
-            zstd_release: ZstdRelease::NewFrame,
-            ..EncoderConfig::default()
-        };
+        let config = EncoderConfig { zstd_release: ZstdRelease::NewFrame, ..EncoderConfig::default() };
         let mut encoder = Encoder::new(Compression::ZstdStream, config);
         let mut client = ZstdClient::new();
         for i in 0..20 {

@@ -25,18 +25,12 @@ pub const RESUMED_BODY: &[u8] = b"{}";
 
 /// Builds the op 10 HELLO frame for `heartbeat_interval_ms`.
 pub fn hello(heartbeat_interval_ms: u64) -> Bytes {
-    Bytes::from(format!(
-        r#"{{"op":10,"s":null,"t":null,"d":{{"heartbeat_interval":{heartbeat_interval_ms}}}}}"#
-    ))
+    Bytes::from(format!(r#"{{"op":10,"s":null,"t":null,"d":{{"heartbeat_interval":{heartbeat_interval_ms}}}}}"#))
 }
 
 /// `op 9` with the given resumability.
 pub fn invalid_session(resumable: bool) -> Bytes {
-    Bytes::from_static(if resumable {
-        INVALID_SESSION_RESUMABLE
-    } else {
-        INVALID_SESSION
-    })
+    Bytes::from_static(if resumable { INVALID_SESSION_RESUMABLE } else { INVALID_SESSION })
 }
 
 /// Longest event name accepted (Discord's longest, APPLICATION_COMMAND_PERMISSIONS_UPDATE,
@@ -56,19 +50,14 @@ impl EventName {
     pub fn new(name: &str) -> Option<EventName> {
         let valid = !name.is_empty()
             && name.len() <= MAX_EVENT_NAME
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
         if !valid {
             return None;
         }
         let mut bytes = [0u8; MAX_EVENT_NAME];
         bytes[..name.len()].copy_from_slice(name.as_bytes());
         // The length was checked against MAX_EVENT_NAME (< 256) above.
-        Some(EventName {
-            len: name.len() as u8,
-            bytes,
-        })
+        Some(EventName { len: name.len() as u8, bytes })
     }
 
     pub fn as_str(&self) -> &str {
@@ -116,12 +105,7 @@ impl DispatchFrame {
         put(name.as_str().as_bytes());
         put(br#"","d":"#);
         // At most 12 + 20 + 6 + 47 + 6 = 91 bytes were written, which fits in a u8.
-        DispatchFrame {
-            seq,
-            head_len: len as u8,
-            head,
-            body,
-        }
+        DispatchFrame { seq, head_len: len as u8, head, body }
     }
 
     /// The sequence number (`s`) of this frame.
@@ -185,33 +169,18 @@ mod tests {
 
     #[test]
     fn control_frames_are_json_with_null_s_and_t() {
-        for frame in [
-            HEARTBEAT_ACK,
-            HEARTBEAT_REQUEST,
-            RECONNECT,
-            INVALID_SESSION,
-            INVALID_SESSION_RESUMABLE,
-        ] {
+        for frame in [HEARTBEAT_ACK, HEARTBEAT_REQUEST, RECONNECT, INVALID_SESSION, INVALID_SESSION_RESUMABLE] {
             let v: serde_json::Value = serde_json::from_slice(frame).unwrap();
             assert!(v["s"].is_null() && v["t"].is_null(), "{v}");
         }
         let hello = hello(41_250);
-        assert_eq!(
-            &hello[..],
-            br#"{"op":10,"s":null,"t":null,"d":{"heartbeat_interval":41250}}"#
-        );
-        assert_eq!(
-            &invalid_session(false)[..],
-            br#"{"op":9,"s":null,"t":null,"d":false}"#
-        );
+        assert_eq!(&hello[..], br#"{"op":10,"s":null,"t":null,"d":{"heartbeat_interval":41250}}"#);
+        assert_eq!(&invalid_session(false)[..], br#"{"op":9,"s":null,"t":null,"d":false}"#);
     }
 
     #[test]
     fn event_names_are_restricted_to_what_needs_no_escaping() {
-        assert_eq!(
-            EventName::new("MESSAGE_CREATE").unwrap().as_str(),
-            "MESSAGE_CREATE"
-        );
+        assert_eq!(EventName::new("MESSAGE_CREATE").unwrap().as_str(), "MESSAGE_CREATE");
         assert!(EventName::new("APPLICATION_COMMAND_PERMISSIONS_UPDATE").is_some());
         assert!(EventName::new("").is_none());
         assert!(EventName::new("a\"b").is_none());
@@ -223,11 +192,7 @@ mod tests {
     fn dispatch_frame_bytes_are_exact_even_at_the_largest_seq_and_name() {
         let name = EventName::new(&"Z".repeat(47)).unwrap();
         let frame = DispatchFrame::new(u64::MAX, &name, Bytes::from_static(b"{\"a\":1}"));
-        let expected = format!(
-            r#"{{"op":0,"s":{},"t":"{}","d":{{"a":1}}}}"#,
-            u64::MAX,
-            "Z".repeat(47)
-        );
+        let expected = format!(r#"{{"op":0,"s":{},"t":"{}","d":{{"a":1}}}}"#, u64::MAX, "Z".repeat(47));
         assert_eq!(&frame.to_bytes()[..], expected.as_bytes());
         assert_eq!(frame.len(), expected.len());
     }

@@ -51,12 +51,10 @@ pub mod outbox;
 pub mod session;
 
 pub use command::{
-    Command, ConnectionProperties, Identify, MemberQuery, PresenceUpdate, RequestGuildMembers,
-    RequestSoundboardSounds, Resume, Status, VoiceStateUpdate,
+    Command, ConnectionProperties, Identify, MemberQuery, PresenceUpdate, RequestGuildMembers, RequestSoundboardSounds,
+    Resume, Status, VoiceStateUpdate,
 };
-pub use compress::{
-    Compression, Encoder, EncoderConfig, UnknownCompression, WsMessage, ZstdRelease,
-};
+pub use compress::{Compression, Encoder, EncoderConfig, UnknownCompression, WsMessage, ZstdRelease};
 pub use frame::{DispatchFrame, EventName};
 pub use outbox::{Outbox, Replay, ReplayLimits, ResumeError};
 pub use session::{Phase, Session, SessionConfig};

@@ -25,10 +25,7 @@ pub struct ReplayLimits {
 
 impl Default for ReplayLimits {
     fn default() -> Self {
-        ReplayLimits {
-            max_events: 1024,
-            max_bytes: 1 << 20,
-        }
+        ReplayLimits { max_events: 1024, max_bytes: 1 << 20 }
     }
 }
 
@@ -49,18 +46,11 @@ impl fmt::Display for ResumeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ResumeError::SeqAhead { requested, latest } => {
-                write!(
-                    f,
-                    "resume seq {requested} is ahead of the last sent seq {latest}"
-                )
+                write!(f, "resume seq {requested} is ahead of the last sent seq {latest}")
             }
-            ResumeError::Expired {
-                requested,
-                oldest_kept,
-            } => write!(
-                f,
-                "resume seq {requested} is too old: the replay buffer starts at seq {oldest_kept}"
-            ),
+            ResumeError::Expired { requested, oldest_kept } => {
+                write!(f, "resume seq {requested} is too old: the replay buffer starts at seq {oldest_kept}")
+            }
             ResumeError::NoSession => f.write_str("no session to resume"),
         }
     }
@@ -96,13 +86,7 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(session_id: impl Into<Box<str>>, limits: ReplayLimits) -> Outbox {
-        Outbox {
-            session_id: session_id.into(),
-            seq: 0,
-            buffer: VecDeque::new(),
-            buffered_bytes: 0,
-            limits,
-        }
+        Outbox { session_id: session_id.into(), seq: 0, buffer: VecDeque::new(), buffered_bytes: 0, limits }
     }
 
     pub fn session_id(&self) -> &str {
@@ -153,9 +137,7 @@ impl Outbox {
         let entry = Entry { name, body };
         self.buffered_bytes += entry.cost();
         self.buffer.push_back(entry);
-        while self.buffer.len() > self.limits.max_events
-            || self.buffered_bytes > self.limits.max_bytes
-        {
+        while self.buffer.len() > self.limits.max_events || self.buffered_bytes > self.limits.max_bytes {
             let Some(old) = self.buffer.pop_front() else {
                 break;
             };
@@ -167,16 +149,10 @@ impl Outbox {
     /// Checks that every dispatch after `seq` is still buffered.
     pub fn check_resume(&self, seq: u64) -> Result<(), ResumeError> {
         if seq > self.seq {
-            return Err(ResumeError::SeqAhead {
-                requested: seq,
-                latest: self.seq,
-            });
+            return Err(ResumeError::SeqAhead { requested: seq, latest: self.seq });
         }
         if seq + 1 < self.oldest_kept() {
-            return Err(ResumeError::Expired {
-                requested: seq,
-                oldest_kept: self.oldest_kept(),
-            });
+            return Err(ResumeError::Expired { requested: seq, oldest_kept: self.oldest_kept() });
         }
         Ok(())
     }
@@ -185,10 +161,7 @@ impl Outbox {
     pub fn replay_after(&self, seq: u64) -> Result<Replay<'_>, ResumeError> {
         self.check_resume(seq)?;
         let skip = (seq + 1 - self.oldest_kept()) as usize;
-        Ok(Replay {
-            entries: self.buffer.range(skip..),
-            next_seq: seq + 1,
-        })
+        Ok(Replay { entries: self.buffer.range(skip..), next_seq: seq + 1 })
     }
 }
 
@@ -244,10 +217,7 @@ mod tests {
         let shared = Bytes::from_static(b"{\"v\":10}");
         let ready = outbox.dispatch("READY", &shared);
         assert_eq!(ready.seq(), 1);
-        assert_eq!(
-            &ready.to_bytes()[..],
-            br#"{"op":0,"s":1,"t":"READY","d":{"v":10}}"#
-        );
+        assert_eq!(&ready.to_bytes()[..], br#"{"op":0,"s":1,"t":"READY","d":{"v":10}}"#);
         // The buffer and the frame point at the same allocation as the caller's body.
         assert_eq!(ready.body().as_ptr(), shared.as_ptr());
         let replayed = outbox.replay_after(0).unwrap().next().unwrap();
@@ -262,42 +232,24 @@ mod tests {
             outbox.push("MESSAGE_CREATE", &body(i));
         }
         let frames: Vec<_> = outbox.replay_after(6).unwrap().collect();
-        assert_eq!(
-            frames.iter().map(|f| f.seq()).collect::<Vec<_>>(),
-            vec![7, 8, 9, 10]
-        );
+        assert_eq!(frames.iter().map(|f| f.seq()).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
         for frame in &frames {
             assert_eq!(frame.body(), &body(frame.seq()));
         }
         assert_eq!(outbox.replay_after(10).unwrap().count(), 0);
-        assert_eq!(
-            seqs(outbox.replay_after(0).unwrap()),
-            (1..=10).collect::<Vec<_>>()
-        );
+        assert_eq!(seqs(outbox.replay_after(0).unwrap()), (1..=10).collect::<Vec<_>>());
     }
 
     #[test]
     fn seq_ahead_is_an_error() {
         let mut outbox = Outbox::new("abc", ReplayLimits::default());
         outbox.push("READY", &body(1));
-        assert_eq!(
-            outbox.replay_after(2).err(),
-            Some(ResumeError::SeqAhead {
-                requested: 2,
-                latest: 1
-            })
-        );
+        assert_eq!(outbox.replay_after(2).err(), Some(ResumeError::SeqAhead { requested: 2, latest: 1 }));
     }
 
     #[test]
     fn count_bound_evicts_oldest_and_old_seq_becomes_unresumable() {
-        let mut outbox = Outbox::new(
-            "abc",
-            ReplayLimits {
-                max_events: 3,
-                max_bytes: usize::MAX,
-            },
-        );
+        let mut outbox = Outbox::new("abc", ReplayLimits { max_events: 3, max_bytes: usize::MAX });
         for i in 1..=5 {
             outbox.push("MESSAGE_CREATE", &body(i));
         }
@@ -305,55 +257,31 @@ mod tests {
         assert_eq!(outbox.oldest_kept(), 3);
         // seq 2 means "I have 1 and 2": 3, 4, 5 are all still here.
         assert_eq!(seqs(outbox.replay_after(2).unwrap()), vec![3, 4, 5]);
-        assert_eq!(
-            outbox.replay_after(1).err(),
-            Some(ResumeError::Expired {
-                requested: 1,
-                oldest_kept: 3
-            })
-        );
+        assert_eq!(outbox.replay_after(1).err(), Some(ResumeError::Expired { requested: 1, oldest_kept: 3 }));
     }
 
     #[test]
     fn byte_bound_evicts_oldest() {
         // Each entry costs 14 (name) + 7 (body) = 21 bytes.
-        let mut outbox = Outbox::new(
-            "abc",
-            ReplayLimits {
-                max_events: 100,
-                max_bytes: 50,
-            },
-        );
+        let mut outbox = Outbox::new("abc", ReplayLimits { max_events: 100, max_bytes: 50 });
         for i in 1..=4 {
             outbox.push("MESSAGE_CREATE", &body(i));
         }
         assert_eq!(outbox.buffered_events(), 2);
         assert_eq!(outbox.buffered_bytes(), 42);
         assert!(outbox.replay_after(2).is_ok());
-        assert!(matches!(
-            outbox.replay_after(1),
-            Err(ResumeError::Expired { .. })
-        ));
+        assert!(matches!(outbox.replay_after(1), Err(ResumeError::Expired { .. })));
     }
 
     #[test]
     fn an_event_larger_than_the_byte_bound_is_sent_but_not_kept() {
-        let mut outbox = Outbox::new(
-            "abc",
-            ReplayLimits {
-                max_events: 100,
-                max_bytes: 10,
-            },
-        );
+        let mut outbox = Outbox::new("abc", ReplayLimits { max_events: 100, max_bytes: 10 });
         let big = Bytes::from(vec![b'1'; 64]);
         let frame = outbox.dispatch("MESSAGE_CREATE", &big);
         assert_eq!(frame.seq(), 1);
         assert_eq!(frame.body(), &big);
         assert_eq!(outbox.buffered_events(), 0);
-        assert!(matches!(
-            outbox.replay_after(0),
-            Err(ResumeError::Expired { .. })
-        ));
+        assert!(matches!(outbox.replay_after(0), Err(ResumeError::Expired { .. })));
         assert_eq!(outbox.replay_after(1).unwrap().count(), 0);
     }
 }

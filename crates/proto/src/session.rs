@@ -35,8 +35,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::command::{
-    Command, Identify, PresenceUpdate, RequestGuildMembers, RequestSoundboardSounds, Resume,
-    VoiceStateUpdate,
+    Command, Identify, PresenceUpdate, RequestGuildMembers, RequestSoundboardSounds, Resume, VoiceStateUpdate,
 };
 use crate::frame::{self, DispatchFrame};
 use crate::outbox::{Outbox, Replay, ReplayLimits, ResumeError};
@@ -168,8 +167,7 @@ impl Session {
         if payload.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(CloseCode::DecodeError);
         }
-        let envelope: Envelope<'_> =
-            serde_json::from_slice(payload).map_err(|_| CloseCode::DecodeError)?;
+        let envelope: Envelope<'_> = serde_json::from_slice(payload).map_err(|_| CloseCode::DecodeError)?;
         let d = envelope.d;
 
         if envelope.op == OP_REQUEST_CHANNEL_INFO {
@@ -212,16 +210,10 @@ impl Session {
             }
             Some(OpCode::RequestSoundboardSounds) => {
                 self.require_auth()?;
-                Ok(Command::RequestSoundboardSounds(
-                    RequestSoundboardSounds::parse(d)?,
-                ))
+                Ok(Command::RequestSoundboardSounds(RequestSoundboardSounds::parse(d)?))
             }
             Some(
-                OpCode::Dispatch
-                | OpCode::Reconnect
-                | OpCode::InvalidSession
-                | OpCode::Hello
-                | OpCode::HeartbeatAck,
+                OpCode::Dispatch | OpCode::Reconnect | OpCode::InvalidSession | OpCode::Hello | OpCode::HeartbeatAck,
             )
             | None => Err(CloseCode::UnknownOpcode),
         }
@@ -252,9 +244,7 @@ impl Session {
     fn require_unauthenticated(&self) -> Result<(), CloseCode> {
         match self.phase {
             Phase::Connected => Ok(()),
-            Phase::Identifying | Phase::Resuming | Phase::Ready => {
-                Err(CloseCode::AlreadyAuthenticated)
-            }
+            Phase::Identifying | Phase::Resuming | Phase::Ready => Err(CloseCode::AlreadyAuthenticated),
         }
     }
 
@@ -264,11 +254,7 @@ impl Session {
     /// # Panics
     /// If the session is not in [`Phase::Identifying`]: the shell called it out of order.
     pub fn identified(&mut self, session_id: impl Into<Box<str>>) {
-        assert_eq!(
-            self.phase,
-            Phase::Identifying,
-            "identified() without a pending IDENTIFY"
-        );
+        assert_eq!(self.phase, Phase::Identifying, "identified() without a pending IDENTIFY");
         self.outbox = Some(Outbox::new(session_id, self.config.replay));
         self.phase = Phase::Ready;
     }
@@ -293,11 +279,7 @@ impl Session {
     /// # Panics
     /// If the session is not in [`Phase::Resuming`].
     pub fn resume(&mut self, outbox: Outbox, seq: u64) -> Result<Replay<'_>, ResumeError> {
-        assert_eq!(
-            self.phase,
-            Phase::Resuming,
-            "resume() without a pending RESUME"
-        );
+        assert_eq!(self.phase, Phase::Resuming, "resume() without a pending RESUME");
         if let Err(error) = outbox.check_resume(seq) {
             self.phase = Phase::Connected;
             return Err(error);
@@ -316,10 +298,7 @@ impl Session {
 
     /// Frames of every dispatch after `seq` still in this session's outbox.
     pub fn replay_after(&self, seq: u64) -> Result<Replay<'_>, ResumeError> {
-        self.outbox
-            .as_ref()
-            .ok_or(ResumeError::NoSession)?
-            .replay_after(seq)
+        self.outbox.as_ref().ok_or(ResumeError::NoSession)?.replay_after(seq)
     }
 
     /// Numbers an event for this session and returns its frame (head + shared body + tail).
@@ -344,9 +323,7 @@ impl Session {
     }
 
     fn outbox_mut(&mut self) -> &mut Outbox {
-        self.outbox
-            .as_mut()
-            .expect("dispatch before identified() or resume()")
+        self.outbox.as_mut().expect("dispatch before identified() or resume()")
     }
 
     /// The session's outbox, once identified or resumed.

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use guildhall_api::{auth, ApiConfig, AppState};
+use guildhall_api::{ApiConfig, AppState, auth};
 use guildhall_gateway::Gateway;
 use guildhall_runtime::{Runtime, RuntimeConfig, Shared};
 use guildhall_store::{EmbeddedStore, EmbeddedStoreConfig, Mutation, Store};

@@ -40,9 +40,10 @@ pub(crate) async fn serve(
     let mut http_stop = stop_rx;
     // ConnectInfo carries the peer address to handlers (per-IP rate limits).
     let app = app.into_make_service_with_connect_info::<guildhall_api::PeerAddr>();
-    let http = axum::serve(guildhall_api::ChannelListener { rx: conn_rx, addr }, app).with_graceful_shutdown(async move {
-        let _ = http_stop.wait_for(|stop| *stop).await;
-    });
+    let http =
+        axum::serve(guildhall_api::ChannelListener { rx: conn_rx, addr }, app).with_graceful_shutdown(async move {
+            let _ = http_stop.wait_for(|stop| *stop).await;
+        });
     let stopper = async move {
         shutdown.await;
         stop_tx.send_replace(true);

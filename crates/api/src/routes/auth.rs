@@ -1,18 +1,18 @@
 //! Accounts: `POST /auth/register` and `POST /auth/login`.
 
+use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
-use axum::Router;
 use guildhall_domain::entity::User;
 use guildhall_runtime::FormErrors;
 use guildhall_store::Mutation;
 use serde::Deserialize;
 
-use crate::auth::{hash_password, verify_password};
-use crate::error::{created_json, ok_json, ApiResult};
-use crate::extract::DiscordJson;
 use crate::AppState;
+use crate::auth::{hash_password, verify_password};
+use crate::error::{ApiResult, created_json, ok_json};
+use crate::extract::DiscordJson;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/auth/register", post(register)).route("/auth/login", post(login))
@@ -34,7 +34,11 @@ pub fn validate_username(name: &str, errors: &mut FormErrors, field: &str) {
     if !(2..=32).contains(&len) {
         errors.add(field, "BASE_TYPE_BAD_LENGTH", "Must be between 2 and 32 in length.");
     } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
-        errors.add(field, "USERNAME_INVALID_CHARACTERS", "Username can only contain letters, numbers, underscores and periods.");
+        errors.add(
+            field,
+            "USERNAME_INVALID_CHARACTERS",
+            "Username can only contain letters, numbers, underscores and periods.",
+        );
     }
 }
 
@@ -60,7 +64,11 @@ async fn register(State(s): State<AppState>, DiscordJson(body): DiscordJson<Regi
     let _claim = s.accounts.lock().await;
     let mut errors = FormErrors::default();
     if s.rt.directory.username_taken(&body.username) {
-        errors.add("username", "USERNAME_ALREADY_TAKEN", "Username is unavailable. Try adding numbers, letters, underscores _ , or periods.");
+        errors.add(
+            "username",
+            "USERNAME_ALREADY_TAKEN",
+            "Username is unavailable. Try adding numbers, letters, underscores _ , or periods.",
+        );
     }
     if body.email.as_deref().is_some_and(|e| s.rt.directory.email_taken(e)) {
         errors.add("email", "EMAIL_ALREADY_REGISTERED", "Email is already registered.");

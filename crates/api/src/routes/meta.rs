@@ -1,13 +1,13 @@
 //! Health, gateway discovery.
 
+use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use axum::Router;
 
+use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ok_json;
-use crate::AppState;
 
 /// Routes outside /api.
 pub fn unversioned() -> Router<AppState> {

@@ -1,17 +1,17 @@
 //! Users: `@me`, users by id, the caller's guilds.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
-use axum::Router;
 use guildhall_domain::permissions::base_permissions;
 use guildhall_domain::wire::{CurrentUserView, PartialGuildView, UserView};
 use guildhall_model::id::UserId;
 use guildhall_runtime::{Change, Error};
 
-use crate::auth::Caller;
-use crate::error::{ok_json, ApiResult};
 use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiResult, ok_json};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -47,7 +47,12 @@ impl TestServer {
         let addr = server.addr;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            server.run(async move { let _ = rx.await; }).await.unwrap();
+            server
+                .run(async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
         });
         TestServer {
             base: format!("http://{addr}/api/v10"),
@@ -76,7 +81,13 @@ impl TestServer {
     }
 
     /// Sends a request; `token` is sent as-is in Authorization (prefix included).
-    pub async fn req(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn req(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut rb = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             rb = rb.header("Authorization", t);

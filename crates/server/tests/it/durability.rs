@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 struct Proc {
     child: Child,
@@ -93,7 +93,8 @@ async fn acknowledged_messages_survive_sigkill() {
     let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
     let mut senders = Vec::new();
     for w in 0..16 {
-        let (http, base, token, channel, ack_tx) = (http.clone(), p.base.clone(), token.clone(), channel.clone(), ack_tx.clone());
+        let (http, base, token, channel, ack_tx) =
+            (http.clone(), p.base.clone(), token.clone(), channel.clone(), ack_tx.clone());
         senders.push(tokio::spawn(async move {
             for i in 0.. {
                 let content = format!("w{w}-{i}");

@@ -21,7 +21,12 @@ async fn register_login_and_me() {
     assert_eq!(body["code"], 0);
 
     let (status, body) = s
-        .req(Method::POST, "/auth/login", None, Some(json!({"login": "alice@example.test", "password": "correct horse battery"})))
+        .req(
+            Method::POST,
+            "/auth/login",
+            None,
+            Some(json!({"login": "alice@example.test", "password": "correct horse battery"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["user_id"], me["id"]);
@@ -29,14 +34,20 @@ async fn register_login_and_me() {
     assert_eq!(status, StatusCode::OK);
 
     for login in ["alice@example.test", "nobody@example.test"] {
-        let (status, body) = s.req(Method::POST, "/auth/login", None, Some(json!({"login": login, "password": "wrong password"}))).await;
+        let (status, body) =
+            s.req(Method::POST, "/auth/login", None, Some(json!({"login": login, "password": "wrong password"}))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["code"], 50035);
         assert_eq!(body["errors"]["login"]["_errors"][0]["code"], "INVALID_LOGIN");
     }
 
     let (status, body) = s
-        .req(Method::POST, "/auth/register", None, Some(json!({"username": "alice", "password": "correct horse battery"})))
+        .req(
+            Method::POST,
+            "/auth/register",
+            None,
+            Some(json!({"username": "alice", "password": "correct horse battery"})),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["errors"]["username"]["_errors"][0]["code"], "USERNAME_ALREADY_TAKEN");
@@ -89,11 +100,32 @@ async fn send_and_list_messages_in_order() {
 
     let mut ids = Vec::new();
     for i in 0..120 {
-        let (status, m) = s.post(&format!("/channels/{general}/messages"), &token, json!({ "content": format!("m{i}"), "nonce": format!("n{i}") })).await;
+        let (status, m) = s
+            .post(
+                &format!("/channels/{general}/messages"),
+                &token,
+                json!({ "content": format!("m{i}"), "nonce": format!("n{i}") }),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{m}");
         assert_eq!(m["nonce"], format!("n{i}"));
         assert_eq!(m["content"], format!("m{i}"));
-        for key in ["id", "channel_id", "author", "timestamp", "edited_timestamp", "tts", "mention_everyone", "mentions", "mention_roles", "attachments", "embeds", "pinned", "type", "flags"] {
+        for key in [
+            "id",
+            "channel_id",
+            "author",
+            "timestamp",
+            "edited_timestamp",
+            "tts",
+            "mention_everyone",
+            "mentions",
+            "mention_roles",
+            "attachments",
+            "embeds",
+            "pinned",
+            "type",
+            "flags",
+        ] {
             assert!(m.get(key).is_some(), "message lacks {key}: {m}");
         }
         ids.push(m["id"].as_str().unwrap().to_string());
@@ -122,7 +154,8 @@ async fn send_and_list_messages_in_order() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["code"], 50035);
 
-    let (status, body) = s.post(&format!("/channels/{general}/messages"), &token, json!({ "content": "x".repeat(2001) })).await;
+    let (status, body) =
+        s.post(&format!("/channels/{general}/messages"), &token, json!({ "content": "x".repeat(2001) })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["errors"]["content"]["_errors"][0]["code"], "BASE_TYPE_MAX_LENGTH");
     let (status, body) = s.post(&format!("/channels/{general}/messages"), &token, json!({ "content": "  " })).await;
