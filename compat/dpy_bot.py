@@ -51,6 +51,31 @@ _reported: Dict[str, bool] = {}
 _t0 = time.monotonic()
 
 
+class _LibErrors(logging.Handler):
+    """Keeps discord.py's own warnings/errors (e.g. a failed WS handshake) for failure details."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.items: List[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if "voice will NOT be supported" in msg:
+            return
+        if record.exc_info and record.exc_info[1] is not None:
+            msg += f" [{type(record.exc_info[1]).__name__}: {record.exc_info[1]}]"
+        self.items.append(msg)
+
+
+LIB_ERRORS = _LibErrors()
+
+
+def last_lib_errors(n: int = 2) -> str:
+    if not LIB_ERRORS.items:
+        return ""
+    return "; discord.py logged: " + " | ".join(LIB_ERRORS.items[-n:])
+
+
 def report(check: str, ok: bool, detail: str = "") -> None:
     if check in _reported:
         return
@@ -201,13 +226,13 @@ async def scenario(client: discord.Client, journal: Journal) -> None:
         ready_wait.cancel()
         report("ready", False, f"gateway connection ended before on_ready: "
                                f"{errtext(exc) if exc else 'returned'}; "
-                               f"dispatches received: {journal.all('dispatch')[:20]}")
+                               f"dispatches received: {journal.all('dispatch')[:20]}{last_lib_errors()}")
         report_missing("not run: no gateway session")
         return
     if ready_wait.result() is None:
         report("ready", False, "on_ready did not fire within 30 s "
                                f"(guilds cached: {[g.id for g in client.guilds]}; "
-                               f"dispatches received: {journal.all('dispatch')[:20]})")
+                               f"dispatches received: {journal.all('dispatch')[:20]}){last_lib_errors()}")
         report_missing("not run: no on_ready")
         return
     took = time.monotonic() - started
@@ -415,7 +440,8 @@ async def scenario(client: discord.Client, journal: Journal) -> None:
             report("resume", False,
                    "on_resumed did not fire; " +
                    ("the client re-IDENTIFIED instead (on_ready fired again: RESUME rejected / INVALID_SESSION)"
-                    if again else f"no READY either; ws open={new_ws is not None and not new_ws.socket.closed}"))
+                    if again else f"no READY either; ws open={new_ws is not None and not new_ws.socket.closed}")
+                   + last_lib_errors())
         if replay_post is not None:
             rid = int(replay_post["id"])
             seen = await journal.wait("message", by_id(rid), timeout=EVENT_TIMEOUT)
@@ -469,6 +495,7 @@ def main() -> int:
         level=logging.DEBUG if env("GH_DEBUG") else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("discord").addHandler(LIB_ERRORS)
     if not (TOKEN and GATEWAY and GUILD_ID and CHANNEL_ID):
         print("dpy_bot.py: GH_BOT_TOKEN, GH_GATEWAY, GH_GUILD_ID, GH_CHANNEL_ID are required "
               "(run it through compat/run.py)", file=sys.stderr)

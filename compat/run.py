@@ -507,6 +507,9 @@ def main() -> int:
                 res.add(lib, "setup", False, "not run: world setup through REST failed (see setup checks)")
         else:
             env["GH_BASE"] = base
+            # For re-running one bot by hand: env $(cat results/env) python dpy_bot.py
+            with open(os.path.join(res.dir, "env"), "w") as f:
+                f.write("".join(f"{k}={v}\n" for k, v in sorted(env.items())))
             if args.debug:
                 env["GH_DEBUG"] = "1"
             for lib in libs:
