@@ -154,7 +154,13 @@ def make_client(journal: Journal) -> discord.Client:
     intents = discord.Intents.default()
     intents.members = True
     intents.message_content = True
-    client = discord.Client(intents=intents, enable_debug_events=True)
+    kwargs: Dict[str, Any] = {}
+    if env("GH_DPY_NO_KEEPALIVE"):
+        # Diagnostic only: a fresh TCP connection per request, so the gateway
+        # handshake never reuses a REST keep-alive connection.
+        import aiohttp
+        kwargs["connector"] = aiohttp.TCPConnector(force_close=True)
+    client = discord.Client(intents=intents, enable_debug_events=True, **kwargs)
 
     @client.event
     async def on_socket_event_type(t: str):
