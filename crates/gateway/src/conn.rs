@@ -32,7 +32,12 @@ use crate::registry::{self, Core, Kick};
 use crate::stats::GatewayStats;
 use crate::{Gateway, members, presence};
 
-type Ws = WebSocketStream<TcpStream>;
+/// The byte stream under a session: a plain TCP socket, or an HTTP connection
+/// that hyper upgraded (an upgrade on a keep-alive connection).
+pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+type Ws = WebSocketStream<Box<dyn Io>>;
 
 /// How long a RESUME waits for the session's previous owner to hand it over.
 const HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -95,6 +100,11 @@ pub(crate) async fn run(gw: Arc<Gateway>, mut stream: TcpStream, up: Upgrade) {
     if handshake::accept(&mut stream, &up.key).await.is_err() {
         return;
     }
+    run_accepted(gw, Box::new(stream), up).await;
+}
+
+/// Runs a connection whose `101 Switching Protocols` has already been sent.
+pub(crate) async fn run_accepted(gw: Arc<Gateway>, stream: Box<dyn Io>, up: Upgrade) {
     let cfg = &gw.config;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(cfg.read_buffer_size)

@@ -14,7 +14,7 @@
 //!   client configured for ETF fails loudly instead of reconnecting forever.
 
 use guildhall_proto::Compression;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
@@ -86,13 +86,27 @@ fn classify(buf: Vec<u8>, end: usize) -> Sniffed {
             .and_then(|h| std::str::from_utf8(h.value).ok())
             .map(str::trim)
     };
+    match parse_upgrade(req.method.unwrap_or(""), req.path.unwrap_or("/"), header) {
+        Some(mut up) => {
+            up.leftover = buf[end..].to_vec();
+            Sniffed::WebSocket(up)
+        }
+        None => Sniffed::Http(buf),
+    }
+}
+
+/// Reads a WebSocket upgrade from a request's method, target and headers; `None`
+/// when the request is not an upgrade at all. Used for the first request of a
+/// connection (parsed here) and for upgrades that arrive later on an HTTP
+/// keep-alive connection (parsed by the HTTP server).
+pub fn parse_upgrade<'h>(method: &str, target: &str, header: impl Fn(&str) -> Option<&'h str>) -> Option<Upgrade> {
     let is_upgrade =
         header("upgrade").is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket")));
     if !is_upgrade {
-        return Sniffed::Http(buf);
+        return None;
     }
     let mut reject = None;
-    if req.method != Some("GET") {
+    if method != "GET" {
         reject = Some("WebSocket upgrades must use GET");
     }
     let connection_upgrade =
@@ -107,7 +121,7 @@ fn classify(buf: Vec<u8>, end: usize) -> Sniffed {
     if key.is_empty() {
         reject = Some("Sec-WebSocket-Key is required");
     }
-    let query = req.path.and_then(|p| p.split_once('?')).map_or("", |(_, q)| q);
+    let query = target.split_once('?').map_or("", |(_, q)| q);
     let mut version = None;
     let mut encoding = None;
     let mut compress = None;
@@ -129,21 +143,25 @@ fn classify(buf: Vec<u8>, end: usize) -> Sniffed {
     };
     let bad_version = !matches!(version, None | Some("10") | Some("9"));
     let bad_encoding = !matches!(encoding, None | Some("") | Some("json"));
-    let leftover = buf[end..].to_vec();
-    Sniffed::WebSocket(Upgrade { key, compression, bad_version, bad_encoding, reject, leftover })
+    Some(Upgrade { key, compression, bad_version, bad_encoding, reject, leftover: Vec::new() })
+}
+
+/// The `Sec-WebSocket-Accept` value for a request's key.
+pub fn accept_key(key: &str) -> String {
+    derive_accept_key(key.as_bytes())
 }
 
 /// Writes the `101 Switching Protocols` response.
-pub(crate) async fn accept(stream: &mut TcpStream, key: &str) -> std::io::Result<()> {
+pub(crate) async fn accept<S: AsyncWrite + Unpin>(stream: &mut S, key: &str) -> std::io::Result<()> {
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-        derive_accept_key(key.as_bytes())
+        accept_key(key)
     );
     stream.write_all(response.as_bytes()).await
 }
 
 /// Answers a bad upgrade request with `400 Bad Request` and a Discord-style JSON body.
-pub(crate) async fn reject(stream: &mut TcpStream, reason: &str) -> std::io::Result<()> {
+pub(crate) async fn reject<S: AsyncWrite + Unpin>(stream: &mut S, reason: &str) -> std::io::Result<()> {
     let body = serde_json::json!({ "message": reason, "code": 0 }).to_string();
     let response = format!(
         "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -152,6 +152,20 @@ impl Gateway {
         drop(guard);
     }
 
+    /// Serves an upgrade that arrived on an HTTP keep-alive connection: the HTTP
+    /// server validated it with [`handshake::parse_upgrade`], answered `101` itself
+    /// and hands over the upgraded byte stream.
+    pub async fn serve_upgraded<S>(self: Arc<Self>, stream: S, upgrade: Upgrade)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Some(guard) = self.task_guard.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return; // shutting down: drop the connection
+        };
+        conn::run_accepted(self, Box::new(stream), upgrade).await;
+        drop(guard);
+    }
+
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
     }

@@ -38,6 +38,9 @@ pub(crate) async fn serve(
     let (conn_tx, conn_rx) = mpsc::channel(1024);
     let accept = tokio::spawn(accept_loop(listener, gateway.clone(), conn_tx, stop_rx.clone()));
     let mut http_stop = stop_rx;
+    // An upgrade can also arrive later on a keep-alive connection that began as
+    // REST (discord.py does this): hyper upgrades it and the gateway takes over.
+    let app = app.layer(axum::middleware::from_fn_with_state(gateway.clone(), upgrade_in_http));
     // ConnectInfo carries the peer address to handlers (per-IP rate limits).
     let app = app.into_make_service_with_connect_info::<guildhall_api::PeerAddr>();
     let http =
@@ -147,4 +150,45 @@ impl AsyncWrite for Rewind {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// Hands a WebSocket upgrade that arrived inside an HTTP connection to the gateway;
+/// every other request goes on to the REST routes.
+async fn upgrade_in_http(
+    axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, StatusCode, header};
+    use axum::response::IntoResponse;
+
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let headers = req.headers();
+    let up = guildhall_gateway::handshake::parse_upgrade(req.method().as_str(), &target, |name| {
+        headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+    });
+    let Some(up) = up else {
+        return next.run(req).await;
+    };
+    if let Some(reason) = up.reject {
+        let mut res =
+            (StatusCode::BAD_REQUEST, serde_json::json!({ "message": reason, "code": 0 }).to_string()).into_response();
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        return res;
+    }
+    let accept = guildhall_gateway::handshake::accept_key(&up.key);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            gateway.serve_upgraded(hyper_util::rt::TokioIo::new(upgraded), up).await;
+        }
+    });
+    let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let h = res.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    res
 }

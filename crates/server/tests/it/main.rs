@@ -9,6 +9,7 @@ mod gateway;
 mod guild_admin;
 mod guild_events;
 mod invites;
+mod keepalive_upgrade;
 mod message_events;
 mod messages;
 mod metrics;
