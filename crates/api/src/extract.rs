@@ -1,12 +1,13 @@
 //! Request extractors with Discord's error semantics: `DiscordJson<T>` for bodies
 //! (invalid JSON → 50109, wrong shape → 50035 with the failing field's path),
-//! `DiscordQuery<T>` for query strings, and `Snowflake` path segments.
+//! `DiscordQuery<T>` for query strings, `path_id` for snowflake path segments, and
+//! `query_limit` / `query_id` / `query_timestamp` for the common query parameters.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use guildhall_model::error_code;
+use guildhall_model::{Timestamp, error_code};
 use guildhall_runtime::{Error, ErrorKind, FormErrors};
 use serde::de::DeserializeOwned;
 
@@ -136,4 +137,109 @@ pub fn path_id<M>(raw: &str, field: &str) -> Result<guildhall_model::Id<M>, ApiE
     raw.parse().map_err(|_| {
         ApiError(Error::form_field(field, "NUMBER_TYPE_COERCE", &format!("Value \"{raw}\" is not snowflake.")))
     })
+}
+
+/// A `limit` query parameter: absent → `default`; anything but an integer in
+/// `1..=max` is NUMBER_TYPE_MAX at `field` (and `default` is returned so parsing
+/// can go on collecting errors).
+pub fn query_limit(raw: Option<&str>, default: usize, max: usize, field: &str, errors: &mut FormErrors) -> usize {
+    match raw {
+        None => default,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => {
+                errors.add(field, "NUMBER_TYPE_MAX", &format!("int value should be between 1 and {max}."));
+                default
+            }
+        },
+    }
+}
+
+/// A snowflake query parameter (or string field): absent → `None`; one that does
+/// not parse as `T` is NUMBER_TYPE_COERCE at `field`. `T` is an `Id<M>` for a
+/// real id, or `u64` for a cursor that may be `0` (the libraries page from it).
+pub fn query_id<T: std::str::FromStr>(raw: Option<&str>, field: &str, errors: &mut FormErrors) -> Option<T> {
+    let raw = raw?;
+    match raw.parse() {
+        Ok(id) => Some(id),
+        Err(_) => {
+            errors.add(field, "NUMBER_TYPE_COERCE", &format!("Value \"{raw}\" is not snowflake."));
+            None
+        }
+    }
+}
+
+/// An ISO 8601 timestamp query parameter: absent → `None`; one that does not
+/// parse is DATE_TYPE_PARSE at `field`.
+pub fn query_timestamp(raw: Option<&str>, field: &str, errors: &mut FormErrors) -> Option<Timestamp> {
+    let raw = raw?;
+    let parsed = Timestamp::parse(raw);
+    if parsed.is_none() {
+        errors.add(field, "DATE_TYPE_PARSE", &format!("Could not parse {raw}. Should be ISO8601."));
+    }
+    parsed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guildhall_model::id::MessageId;
+
+    fn tree(errors: FormErrors) -> serde_json::Value {
+        errors.into_error().errors.expect("a 50035 error carries its tree")
+    }
+
+    #[test]
+    fn query_limit_defaults_accepts_range_and_rejects_the_rest() {
+        let mut errors = FormErrors::default();
+        assert_eq!(query_limit(None, 25, 100, "limit", &mut errors), 25);
+        assert_eq!(query_limit(Some("1"), 25, 100, "limit", &mut errors), 1);
+        assert_eq!(query_limit(Some("100"), 25, 100, "limit", &mut errors), 100);
+        assert!(errors.is_empty());
+        for bad in ["0", "101", "-1", "ten", ""] {
+            let mut errors = FormErrors::default();
+            query_limit(Some(bad), 25, 100, "limit", &mut errors);
+            assert_eq!(
+                tree(errors),
+                serde_json::json!({ "limit": { "_errors": [
+                    { "code": "NUMBER_TYPE_MAX", "message": "int value should be between 1 and 100." }
+                ] } }),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn query_id_parses_ids_and_cursors() {
+        let mut errors = FormErrors::default();
+        assert_eq!(query_id::<MessageId>(None, "before", &mut errors), None);
+        assert_eq!(query_id::<MessageId>(Some("42"), "before", &mut errors).map(|id| id.get()), Some(42));
+        // A `u64` cursor takes 0 (the libraries page from it); an id does not.
+        assert_eq!(query_id::<u64>(Some("0"), "after", &mut errors), Some(0));
+        assert!(errors.is_empty());
+        assert_eq!(query_id::<MessageId>(Some("0"), "around", &mut errors), None);
+        assert_eq!(query_id::<u64>(Some("x"), "after", &mut errors), None);
+        assert_eq!(
+            tree(errors),
+            serde_json::json!({
+                "around": { "_errors": [{ "code": "NUMBER_TYPE_COERCE", "message": "Value \"0\" is not snowflake." }] },
+                "after": { "_errors": [{ "code": "NUMBER_TYPE_COERCE", "message": "Value \"x\" is not snowflake." }] },
+            })
+        );
+    }
+
+    #[test]
+    fn query_timestamp_parses_iso8601() {
+        let mut errors = FormErrors::default();
+        assert_eq!(query_timestamp(None, "before", &mut errors), None);
+        assert!(query_timestamp(Some("2024-01-02T03:04:05+00:00"), "before", &mut errors).is_some());
+        assert!(errors.is_empty());
+        assert_eq!(query_timestamp(Some("yesterday"), "before", &mut errors), None);
+        assert_eq!(
+            tree(errors),
+            serde_json::json!({ "before": { "_errors": [
+                { "code": "DATE_TYPE_PARSE", "message": "Could not parse yesterday. Should be ISO8601." }
+            ] } })
+        );
+    }
 }

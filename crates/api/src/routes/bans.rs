@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiResult, no_content, ok_json};
-use crate::extract::{DiscordJson, DiscordQuery, path_id};
+use crate::extract::{DiscordJson, DiscordQuery, path_id, query_id, query_limit};
 use crate::routes::guild_common::{audit_reason, remove_member, require_guild_permission, user_json};
 
 pub fn routes() -> Router<AppState> {
@@ -62,24 +62,9 @@ async fn list_bans(
 ) -> ApiResult<Response> {
     let gid: GuildId = path_id(&guild_id, "guild_id")?;
     let mut errors = FormErrors::default();
-    let limit = match q.limit.as_deref() {
-        None => 1000,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                errors.add("limit", "NUMBER_TYPE_MAX", "int value should be between 1 and 1000.");
-                0
-            }
-        },
-    };
-    let mut cursor = |raw: Option<&str>, name: &str| -> Option<u64> {
-        let raw = raw?;
-        raw.parse::<u64>()
-            .map_err(|_| errors.add(name, "NUMBER_TYPE_COERCE", &format!("Value \"{raw}\" is not snowflake.")))
-            .ok()
-    };
-    let before = cursor(q.before.as_deref(), "before");
-    let after = cursor(q.after.as_deref(), "after");
+    let limit = query_limit(q.limit.as_deref(), 1000, 1000, "limit", &mut errors);
+    let before: Option<u64> = query_id(q.before.as_deref(), "before", &mut errors);
+    let after: Option<u64> = query_id(q.after.as_deref(), "after", &mut errors);
     errors.finish()?;
     let me = caller.id();
     let value =

@@ -124,22 +124,6 @@ pub fn audit_reason(headers: &axum::http::HeaderMap) -> Option<String> {
     Some(decoded.chars().take(512).collect())
 }
 
-/// Parses an id from a JSON string or number field already deserialized as a
-/// string; `field` names it in the 50035 tree.
-pub fn parse_snowflake<M>(
-    raw: &str,
-    field: &str,
-    errors: &mut guildhall_runtime::FormErrors,
-) -> Option<guildhall_model::Id<M>> {
-    match raw.parse() {
-        Ok(id) => Some(id),
-        Err(_) => {
-            errors.add(field, "NUMBER_TYPE_COERCE", &format!("Value \"{raw}\" is not snowflake."));
-            None
-        }
-    }
-}
-
 /// Validates an image data URI (`data:image/png;base64,...`) and returns the hash
 /// Discord-style clients use to name it (`a_` prefix for animated GIFs).
 pub fn image_hash(data: &str) -> Option<String> {

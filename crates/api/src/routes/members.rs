@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiResult, no_content, ok_json};
-use crate::extract::{DiscordJson, DiscordQuery, path_id};
+use crate::extract::{DiscordJson, DiscordQuery, path_id, query_id, query_limit};
 use crate::routes::guild_common::{
     member_event_json, member_json, nullable, remove_member, require_guild_permission, require_member,
 };
@@ -52,19 +52,6 @@ struct ListQuery {
     after: Option<String>,
 }
 
-fn parse_limit(raw: Option<&str>, errors: &mut FormErrors) -> usize {
-    match raw {
-        None => 1,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                errors.add("limit", "NUMBER_TYPE_MAX", "int value should be between 1 and 1000.");
-                1
-            }
-        },
-    }
-}
-
 /// Listing members needs the GUILD_MEMBERS privileged intent for bots.
 fn check_members_intent(s: &AppState, caller: &Caller) -> Result<(), Error> {
     if !caller.is_bot() {
@@ -85,14 +72,8 @@ async fn list_members(
 ) -> ApiResult<Response> {
     let gid: GuildId = path_id(&guild_id, "guild_id")?;
     let mut errors = FormErrors::default();
-    let limit = parse_limit(q.limit.as_deref(), &mut errors);
-    let after: u64 = match q.after.as_deref() {
-        None => 0,
-        Some(a) => a.parse().unwrap_or_else(|_| {
-            errors.add("after", "NUMBER_TYPE_COERCE", &format!("Value \"{a}\" is not snowflake."));
-            0
-        }),
-    };
+    let limit = query_limit(q.limit.as_deref(), 1, 1000, "limit", &mut errors);
+    let after: u64 = query_id(q.after.as_deref(), "after", &mut errors).unwrap_or(0);
     errors.finish()?;
     check_members_intent(&s, &caller)?;
     let me = caller.id();
@@ -127,7 +108,7 @@ async fn search_members(
 ) -> ApiResult<Response> {
     let gid: GuildId = path_id(&guild_id, "guild_id")?;
     let mut errors = FormErrors::default();
-    let limit = parse_limit(q.limit.as_deref(), &mut errors);
+    let limit = query_limit(q.limit.as_deref(), 1, 1000, "limit", &mut errors);
     let query = q.query.unwrap_or_default();
     if query.is_empty() {
         errors.add("query", "BASE_TYPE_REQUIRED", "This field is required");

@@ -19,7 +19,7 @@ use crate::AppState;
 use crate::access::{guild_channel_access, private_channel_access};
 use crate::auth::Caller;
 use crate::error::{ApiResult, no_content, ok_json};
-use crate::extract::{DiscordJson, DiscordQuery, path_id};
+use crate::extract::{DiscordJson, DiscordQuery, path_id, query_id, query_limit};
 use crate::render::Ctx;
 use crate::routes::host::{Host, on_channel, render_message};
 
@@ -386,27 +386,11 @@ async fn list_messages(
 ) -> ApiResult<Response> {
     let channel: ChannelId = path_id(&channel_id, "channel_id")?;
     let mut errors = FormErrors::default();
-    let limit = match q.limit.as_deref() {
-        None => 50,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                errors.add("limit", "NUMBER_TYPE_MAX", "int value should be between 1 and 100.");
-                0
-            }
-        },
-    };
-    let mut cursor = |v: &Option<String>, name: &str| -> Option<MessageId> {
-        let raw = v.as_deref()?;
-        match raw.parse() {
-            Ok(id) => Some(id),
-            Err(_) => {
-                errors.add(name, "NUMBER_TYPE_COERCE", &format!("Value \"{raw}\" is not snowflake."));
-                None
-            }
-        }
-    };
-    let query = match (cursor(&q.around, "around"), cursor(&q.before, "before"), cursor(&q.after, "after")) {
+    let limit = query_limit(q.limit.as_deref(), 50, 100, "limit", &mut errors);
+    let around: Option<MessageId> = query_id(q.around.as_deref(), "around", &mut errors);
+    let before: Option<MessageId> = query_id(q.before.as_deref(), "before", &mut errors);
+    let after: Option<MessageId> = query_id(q.after.as_deref(), "after", &mut errors);
+    let query = match (around, before, after) {
         (Some(id), _, _) => HistoryQuery::Around(id),
         (None, Some(id), _) => HistoryQuery::Before(id),
         (None, None, Some(id)) => HistoryQuery::After(id),

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiResult, ok_json};
-use crate::extract::{DiscordJson, DiscordQuery};
+use crate::extract::{DiscordJson, DiscordQuery, query_id};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/oauth2/authorize", get(consent).post(authorize))
@@ -60,13 +60,7 @@ fn parse_request(s: &AppState, caller: &Caller, q: &AuthorizeQuery) -> ApiResult
             errors.add("client_id", "BASE_TYPE_REQUIRED", "This field is required");
             None
         }
-        Some(raw) => match raw.parse::<ApplicationId>() {
-            Ok(id) => Some(id),
-            Err(_) => {
-                errors.add("client_id", "NUMBER_TYPE_COERCE", &format!("Value \"{raw}\" is not snowflake."));
-                None
-            }
-        },
+        raw => query_id::<ApplicationId>(raw, "client_id", &mut errors),
     };
     let scopes: Vec<&str> = q.scope.as_deref().unwrap_or("").split([' ', ',']).filter(|x| !x.is_empty()).collect();
     if !scopes.contains(&"bot") {

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiResult, no_content, ok_json};
-use crate::extract::{DiscordQuery, path_id};
+use crate::extract::{DiscordQuery, path_id, query_limit, query_timestamp};
 use crate::routes::host::{Host, on_channel, render_message};
 use crate::routes::messages::strip_null_guild;
 
@@ -184,26 +184,8 @@ async fn list_pins(
 ) -> ApiResult<Response> {
     let channel: ChannelId = path_id(&channel_id, "channel_id")?;
     let mut errors = FormErrors::default();
-    let limit = match q.limit.as_deref() {
-        None => 50,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=50).contains(&n) => n,
-            _ => {
-                errors.add("limit", "NUMBER_TYPE_MAX", "int value should be between 1 and 50.");
-                0
-            }
-        },
-    };
-    let before = match q.before.as_deref() {
-        None => None,
-        Some(b) => match Timestamp::parse(b) {
-            Some(t) => Some(t),
-            None => {
-                errors.add("before", "DATE_TYPE_PARSE", &format!("Could not parse {b}. Should be ISO8601."));
-                None
-            }
-        },
-    };
+    let limit = query_limit(q.limit.as_deref(), 50, 50, "limit", &mut errors);
+    let before = query_timestamp(q.before.as_deref(), "before", &mut errors);
     errors.finish()?;
     let me = caller.id();
     let mut pins = readable_pins(&s, &caller, channel).await?;

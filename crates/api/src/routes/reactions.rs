@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiResult, no_content, ok_json};
-use crate::extract::{DiscordQuery, path_id};
+use crate::extract::{DiscordQuery, path_id, query_id, query_limit};
 use crate::routes::host::{Host, on_channel};
 use crate::routes::messages::strip_null_guild;
 
@@ -211,23 +211,8 @@ async fn list_users(
 ) -> ApiResult<Response> {
     let (channel, id) = ids(&channel_id, &message_id)?;
     let mut errors = FormErrors::default();
-    let limit = match q.limit.as_deref() {
-        None => 25,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                errors.add("limit", "NUMBER_TYPE_MAX", "int value should be between 1 and 100.");
-                0
-            }
-        },
-    };
-    let after: u64 = match q.after.as_deref() {
-        None => 0,
-        Some(a) => a.parse().unwrap_or_else(|_| {
-            errors.add("after", "NUMBER_TYPE_COERCE", &format!("Value \"{a}\" is not snowflake."));
-            0
-        }),
-    };
+    let limit = query_limit(q.limit.as_deref(), 25, 100, "limit", &mut errors);
+    let after: u64 = query_id(q.after.as_deref(), "after", &mut errors).unwrap_or(0);
     let burst = match q.kind.as_deref() {
         None | Some("0") => false,
         Some("1") => true,

@@ -27,7 +27,8 @@ use crate::AppState;
 use crate::access::guild_channel_access;
 use crate::auth::Caller;
 use crate::error::{ApiResult, created_json, no_content, ok_json};
-use crate::extract::{DiscordJson, DiscordQuery, path_id};
+use crate::extract::{DiscordJson, DiscordQuery, path_id, query_id, query_limit, query_timestamp};
+use crate::routes::guild_common::query_bool;
 use crate::routes::host::Host;
 
 pub fn routes() -> Router<AppState> {
@@ -498,10 +499,6 @@ struct MemberParams {
     limit: Option<String>,
 }
 
-fn query_bool(v: Option<&str>) -> bool {
-    matches!(v, Some("true" | "True" | "1"))
-}
-
 /// `GET /channels/{thread}/thread-members`: `with_member`, `after`, `limit` (1–100).
 async fn list_members(
     State(s): State<AppState>,
@@ -511,23 +508,8 @@ async fn list_members(
 ) -> ApiResult<Response> {
     let thread: ChannelId = path_id(&channel_id, "channel_id")?;
     let mut errors = FormErrors::default();
-    let limit = match q.limit.as_deref() {
-        None => 100,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                errors.add("limit", "NUMBER_TYPE_MAX", "int value should be between 1 and 100.");
-                0
-            }
-        },
-    };
-    let after: u64 = match q.after.as_deref() {
-        None => 0,
-        Some(v) => v.parse().unwrap_or_else(|_| {
-            errors.add("after", "NUMBER_TYPE_COERCE", &format!("Value \"{v}\" is not snowflake."));
-            0
-        }),
-    };
+    let limit = query_limit(q.limit.as_deref(), 100, 100, "limit", &mut errors);
+    let after: u64 = query_id(q.after.as_deref(), "after", &mut errors).unwrap_or(0);
     errors.finish()?;
     let with_member = query_bool(q.with_member.as_deref());
     let me = caller.id();
@@ -639,26 +621,8 @@ async fn archived_public(
 ) -> ApiResult<Response> {
     let channel: ChannelId = path_id(&channel_id, "channel_id")?;
     let mut errors = FormErrors::default();
-    let limit = match q.limit.as_deref() {
-        None => 50,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                errors.add("limit", "NUMBER_TYPE_MAX", "int value should be between 1 and 100.");
-                0
-            }
-        },
-    };
-    let before = match q.before.as_deref() {
-        None => None,
-        Some(b) => match Timestamp::parse(b) {
-            Some(t) => Some(t),
-            None => {
-                errors.add("before", "DATE_TYPE_PARSE", &format!("Could not parse {b}. Should be ISO8601."));
-                None
-            }
-        },
-    };
+    let limit = query_limit(q.limit.as_deref(), 50, 100, "limit", &mut errors);
+    let before = query_timestamp(q.before.as_deref(), "before", &mut errors);
     errors.finish()?;
     let me = caller.id();
     let g = guild_of(&s, channel)?;
