@@ -184,7 +184,12 @@ async fn session(
     tx: tokio::sync::mpsc::UnboundedSender<(Res<u64>, u64)>,
     seen: Seen,
 ) {
-    let mut gw = match Gw::connect(&gateway, compress).await {
+    // Session i connects from 127.0.(1 + i/256 % 8).(i % 256): 2,048 source addresses, a handful of
+    // sockets each, so the kernel's ephemeral-port search stays short.
+    let source = gateway
+        .contains("127.0.0.1")
+        .then(|| std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 1 + (salt / 256 % 8) as u8, (salt % 256) as u8)));
+    let mut gw = match Gw::connect_from(&gateway, compress, source).await {
         Ok(g) => g,
         Err(e) => {
             let _ = tx.send((Err(e), 0));
