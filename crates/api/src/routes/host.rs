@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use guildhall_domain::GuildState;
-use guildhall_domain::entity::{Channel, Member, Message};
+use guildhall_domain::entity::{Channel, Member, Message, MessageReference};
 use guildhall_domain::wire::{MemberView, MessageView, UserView};
-use guildhall_model::id::{ChannelId, GuildId, UserId};
+use guildhall_model::id::{ChannelId, GuildId, MessageId, UserId};
 use guildhall_model::{Intents, Permissions};
 use guildhall_runtime::event::{Redacted, to_bytes};
 use guildhall_runtime::{Audience, Change, ChannelHome, Event, GuildActor, PrivateActor, Result, Runtime, Shared};
@@ -195,6 +195,42 @@ pub fn render_message(shared: &Shared, msg: &Message, viewer: UserId) -> serde_j
         view.viewer = Some(viewer);
         serde_json::to_value(&view).unwrap_or_default()
     })
+}
+
+/// A system message (the pin notice, the thread-created notice): `content` and a
+/// `reference` to what it is about, and nothing else (no mentions, attachments,
+/// embeds or flags).
+pub fn system_message(
+    id: MessageId,
+    channel: ChannelId,
+    guild: Option<GuildId>,
+    author: UserId,
+    kind: u8,
+    content: String,
+    reference: MessageReference,
+) -> Message {
+    Message {
+        id,
+        channel_id: channel,
+        guild_id: guild,
+        author_id: author,
+        content,
+        edited_timestamp: None,
+        tts: false,
+        mention_everyone: false,
+        mentions: Vec::new(),
+        mention_roles: Vec::new(),
+        attachments: Vec::new(),
+        embeds: Vec::new(),
+        reactions: Vec::new(),
+        pinned: false,
+        pinned_at: None,
+        kind,
+        flags: 0,
+        message_reference: Some(reference),
+        thread_id: None,
+        application_id: None,
+    }
 }
 
 /// A user as others see it, or `None` for an unknown id.

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, put};
 use guildhall_domain::entity::{Message, MessageReference, message_type};
-use guildhall_model::id::{ChannelId, MessageId};
+use guildhall_model::id::{ChannelId, MessageId, UserId};
 use guildhall_model::{Intents, Permissions, Timestamp, error_code};
 use guildhall_runtime::event::to_bytes;
 use guildhall_runtime::{Change, Error, FormErrors};
@@ -19,7 +19,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiResult, no_content, ok_json};
 use crate::extract::{DiscordQuery, path_id, query_limit, query_timestamp};
-use crate::routes::host::{Host, on_channel, render_message};
+use crate::routes::host::{Host, on_channel, render_message, system_message};
 use crate::routes::messages::strip_null_guild;
 
 pub fn routes() -> Router<AppState> {
@@ -33,8 +33,14 @@ pub fn routes() -> Router<AppState> {
 /// Pins per channel.
 const MAX_PINS: usize = 250;
 
-fn can_pin(p: Permissions) -> bool {
-    p.intersects(Permissions::MANAGE_MESSAGES | Permissions::PIN_MESSAGES)
+/// Pinning and unpinning: the caller must see the channel and have
+/// MANAGE_MESSAGES or PIN_MESSAGES (50013 without).
+fn require_pin_permission(h: &dyn Host, me: UserId, channel: ChannelId) -> Result<(), Error> {
+    let access = h.access(me, channel, Permissions::NONE)?;
+    if !access.permissions.intersects(Permissions::MANAGE_MESSAGES | Permissions::PIN_MESSAGES) {
+        return Err(Error::missing_permissions());
+    }
+    Ok(())
 }
 
 fn pins_update(
@@ -63,10 +69,7 @@ async fn pin(
     let id: MessageId = path_id(&message_id, "message_id")?;
     let me = caller.id();
     on_channel(&s.rt, channel, move |h: &mut dyn Host| {
-        let access = h.access(me, channel, Permissions::NONE)?;
-        if !can_pin(access.permissions) {
-            return Err(Error::missing_permissions());
-        }
+        require_pin_permission(h, me, channel)?;
         let mut msg = h.message(channel, id)?;
         if !message_type::is_deletable(msg.kind) {
             return Err(Error::bad_request(error_code::SYSTEM_MESSAGE, "Cannot execute action on a system message"));
@@ -80,33 +83,15 @@ async fn pin(
         let now = Timestamp::now();
         msg.pinned = true;
         msg.pinned_at = Some(now);
-        let notice = Message {
-            id: h.shared().next_id(),
-            channel_id: channel,
-            guild_id: h.guild_id(),
-            author_id: me,
-            content: String::new(),
-            edited_timestamp: None,
-            tts: false,
-            mention_everyone: false,
-            mentions: Vec::new(),
-            mention_roles: Vec::new(),
-            attachments: Vec::new(),
-            embeds: Vec::new(),
-            reactions: Vec::new(),
-            pinned: false,
-            pinned_at: None,
-            kind: message_type::CHANNEL_PINNED_MESSAGE,
-            flags: 0,
-            message_reference: Some(MessageReference {
-                kind: 0,
-                message_id: Some(id),
-                channel_id: Some(channel),
-                guild_id: h.guild_id(),
-            }),
-            thread_id: None,
-            application_id: None,
-        };
+        let notice = system_message(
+            h.shared().next_id(),
+            channel,
+            h.guild_id(),
+            me,
+            message_type::CHANNEL_PINNED_MESSAGE,
+            String::new(),
+            MessageReference { kind: 0, message_id: Some(id), channel_id: Some(channel), guild_id: h.guild_id() },
+        );
         let Some(c) = h.channel_mut(channel) else { return Err(Error::unknown_channel()) };
         c.last_pin_timestamp = Some(now);
         c.last_message_id = Some(notice.id);
@@ -134,10 +119,7 @@ async fn unpin(
     let id: MessageId = path_id(&message_id, "message_id")?;
     let me = caller.id();
     on_channel(&s.rt, channel, move |h: &mut dyn Host| {
-        let access = h.access(me, channel, Permissions::NONE)?;
-        if !can_pin(access.permissions) {
-            return Err(Error::missing_permissions());
-        }
+        require_pin_permission(h, me, channel)?;
         let mut msg = h.message(channel, id)?;
         if !msg.pinned {
             return Ok(Change::read(()));

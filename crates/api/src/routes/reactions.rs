@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{delete, get};
-use guildhall_domain::entity::{Reaction, ReactionEmoji};
+use guildhall_domain::entity::{Channel, Message, Reaction, ReactionEmoji};
 use guildhall_domain::wire::{ReactionEmojiView, UserView};
 use guildhall_model::error_code;
 use guildhall_model::id::{ChannelId, MessageId, UserId};
@@ -69,6 +69,25 @@ fn ids(channel: &str, message: &str) -> ApiResult<(ChannelId, MessageId)> {
     Ok((path_id(channel, "channel_id")?, path_id(message, "message_id")?))
 }
 
+/// The write every reaction change ends with: the message stored as it now is,
+/// and `name` dispatched to those who can see the channel (reaction intents).
+fn reaction_write(
+    h: &dyn Host,
+    name: &'static str,
+    channel: &Channel,
+    msg: Message,
+    body: serde_json::Value,
+) -> Change<()> {
+    let event = h.channel_event(
+        name,
+        channel,
+        Intents::GUILD_MESSAGE_REACTIONS,
+        Intents::DIRECT_MESSAGE_REACTIONS,
+        to_bytes(&strip_null_guild(body)),
+    );
+    Change::write(vec![Mutation::PutMessage(msg)], vec![event], ())
+}
+
 /// `PUT …/reactions/{emoji}/@me`: READ_MESSAGE_HISTORY, plus ADD_REACTIONS for
 /// an emoji not yet on the message; at most 20 distinct; idempotent.
 async fn add(
@@ -118,14 +137,7 @@ async fn add(
         if let Some(m) = h.member_json(me) {
             body["member"] = m;
         }
-        let event = h.channel_event(
-            "MESSAGE_REACTION_ADD",
-            &access.channel,
-            Intents::GUILD_MESSAGE_REACTIONS,
-            Intents::DIRECT_MESSAGE_REACTIONS,
-            to_bytes(&strip_null_guild(body)),
-        );
-        Ok(Change::write(vec![Mutation::PutMessage(msg)], vec![event], ()))
+        Ok(reaction_write(h, "MESSAGE_REACTION_ADD", &access.channel, msg, body))
     })
     .await?;
     Ok(no_content())
@@ -165,14 +177,7 @@ async fn remove_one(
             "burst": false,
             "type": 0,
         });
-        let event = h.channel_event(
-            "MESSAGE_REACTION_REMOVE",
-            &access.channel,
-            Intents::GUILD_MESSAGE_REACTIONS,
-            Intents::DIRECT_MESSAGE_REACTIONS,
-            to_bytes(&strip_null_guild(body)),
-        );
-        Ok(Change::write(vec![Mutation::PutMessage(msg)], vec![event], ()))
+        Ok(reaction_write(h, "MESSAGE_REACTION_REMOVE", &access.channel, msg, body))
     })
     .await?;
     Ok(())
@@ -262,14 +267,7 @@ async fn remove_all(
         }
         msg.reactions.clear();
         let body = serde_json::json!({ "channel_id": channel, "message_id": id, "guild_id": h.guild_id() });
-        let event = h.channel_event(
-            "MESSAGE_REACTION_REMOVE_ALL",
-            &access.channel,
-            Intents::GUILD_MESSAGE_REACTIONS,
-            Intents::DIRECT_MESSAGE_REACTIONS,
-            to_bytes(&strip_null_guild(body)),
-        );
-        Ok(Change::write(vec![Mutation::PutMessage(msg)], vec![event], ()))
+        Ok(reaction_write(h, "MESSAGE_REACTION_REMOVE_ALL", &access.channel, msg, body))
     })
     .await?;
     Ok(no_content())
@@ -298,14 +296,7 @@ async fn remove_emoji(
             "guild_id": h.guild_id(),
             "emoji": ReactionEmojiView::new(&emoji),
         });
-        let event = h.channel_event(
-            "MESSAGE_REACTION_REMOVE_EMOJI",
-            &access.channel,
-            Intents::GUILD_MESSAGE_REACTIONS,
-            Intents::DIRECT_MESSAGE_REACTIONS,
-            to_bytes(&strip_null_guild(body)),
-        );
-        Ok(Change::write(vec![Mutation::PutMessage(msg)], vec![event], ()))
+        Ok(reaction_write(h, "MESSAGE_REACTION_REMOVE_EMOJI", &access.channel, msg, body))
     })
     .await?;
     Ok(no_content())

@@ -13,9 +13,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
-use guildhall_domain::entity::{
-    Channel, Message, MessageReference, ThreadMember, ThreadMetadata, channel_type, message_type,
-};
+use guildhall_domain::entity::{Channel, MessageReference, ThreadMember, ThreadMetadata, channel_type, message_type};
 use guildhall_domain::wire::{ChannelView, MemberView};
 use guildhall_model::id::{ChannelId, GuildId, MessageId, UserId};
 use guildhall_model::{Intents, Permissions, Timestamp, error_code};
@@ -29,7 +27,7 @@ use crate::auth::Caller;
 use crate::error::{ApiResult, created_json, no_content, ok_json};
 use crate::extract::{DiscordJson, DiscordQuery, path_id, query_id, query_limit, query_timestamp};
 use crate::routes::guild_common::query_bool;
-use crate::routes::host::Host;
+use crate::routes::host::{Host, system_message};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -350,33 +348,16 @@ async fn start_without_message(
                 let id: ChannelId = a.shared.next_id();
                 let (thread, mut mutations, mut events) = create_thread(a, id, &access.channel, kind, me, &v);
                 if kind != channel_type::PRIVATE_THREAD {
-                    let notice = Message {
-                        id: a.shared.next_id(),
-                        channel_id: channel,
-                        guild_id: Some(a.state.guild.guild.id),
-                        author_id: me,
-                        content: v.name.clone(),
-                        edited_timestamp: None,
-                        tts: false,
-                        mention_everyone: false,
-                        mentions: Vec::new(),
-                        mention_roles: Vec::new(),
-                        attachments: Vec::new(),
-                        embeds: Vec::new(),
-                        reactions: Vec::new(),
-                        pinned: false,
-                        pinned_at: None,
-                        kind: message_type::THREAD_CREATED,
-                        flags: 0,
-                        message_reference: Some(MessageReference {
-                            kind: 0,
-                            message_id: None,
-                            channel_id: Some(id),
-                            guild_id: Some(a.state.guild.guild.id),
-                        }),
-                        thread_id: None,
-                        application_id: None,
-                    };
+                    let gid = Some(a.state.guild.guild.id);
+                    let notice = system_message(
+                        a.shared.next_id(),
+                        channel,
+                        gid,
+                        me,
+                        message_type::THREAD_CREATED,
+                        v.name.clone(),
+                        MessageReference { kind: 0, message_id: None, channel_id: Some(id), guild_id: gid },
+                    );
                     if let Some(p) = a.state.guild.channels.get_mut(&channel) {
                         p.last_message_id = Some(notice.id);
                     }
