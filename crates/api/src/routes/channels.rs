@@ -27,7 +27,7 @@ use crate::auth::Caller;
 use crate::error::{ApiResult, created_json, no_content, ok_json};
 use crate::extract::{DiscordJson, path_id};
 use crate::routes::guild_common::{
-    channel_viewers, event_to_users, is_admin, nullable, require_guild_permission, require_member,
+    channel_viewers, event_to_users, guild_of_channel, is_admin, nullable, require_guild_permission, require_member,
 };
 use crate::routes::guilds::render_guild;
 
@@ -253,6 +253,17 @@ fn update_events(state: &GuildState, channel: &Channel, before: Option<Vec<UserI
     events
 }
 
+/// Puts `c` in place of the guild's channel with its id and returns the write
+/// and the events: CHANNEL_UPDATE to its viewers and, when its overwrites may
+/// have changed who sees it, CHANNEL_DELETE / CHANNEL_CREATE to those who lost
+/// or gained sight of it (viewers are taken before the swap).
+fn replace_channel(a: &mut GuildActor, c: Channel, visibility_may_change: bool) -> (Mutation, Vec<Event>) {
+    let viewers = visibility_may_change.then(|| channel_viewers(&a.state.guild, c.id));
+    a.state.guild.channels.insert(c.id, c.clone());
+    let events = update_events(&a.state.guild, &c, viewers);
+    (Mutation::PutChannel(c), events)
+}
+
 // ---------------------------------------------------------------------------
 // /guilds/{guild_id}/channels
 
@@ -428,17 +439,17 @@ async fn reorder_channels(
                     c.parent_id = parent;
                 }
                 let lock = p.lock_permissions.flatten().unwrap_or(false);
-                let mut viewers = None;
+                let mut locked = false;
                 if lock && let Some(parent) = c.parent_id.and_then(|id| a.state.guild.channels.get(&id)) {
-                    viewers = Some(channel_viewers(&a.state.guild, c.id));
+                    locked = true;
                     c.permission_overwrites = parent.permission_overwrites.clone();
                 }
                 if c == before {
                     continue;
                 }
-                a.state.guild.channels.insert(c.id, c.clone());
-                events.extend(update_events(&a.state.guild, &c, viewers));
-                mutations.push(Mutation::PutChannel(c));
+                let (mutation, changed) = replace_channel(a, c, locked);
+                events.extend(changed);
+                mutations.push(mutation);
             }
             Ok(Change::write(mutations, events, ()))
         })
@@ -649,10 +660,9 @@ fn modify_guild_channel(
         return Ok(Change::read(channel_json(&c)));
     }
     let visibility_may_change = c.permission_overwrites != before.permission_overwrites;
-    let viewers = visibility_may_change.then(|| channel_viewers(&a.state.guild, c.id));
-    a.state.guild.channels.insert(c.id, c.clone());
-    let events = update_events(&a.state.guild, &c, viewers);
-    Ok(Change::write(vec![Mutation::PutChannel(c.clone())], events, channel_json(&c)))
+    let json = channel_json(&c);
+    let (mutation, events) = replace_channel(a, c, visibility_may_change);
+    Ok(Change::write(vec![mutation], events, json))
 }
 
 fn modify_thread(
@@ -872,15 +882,6 @@ struct PutOverwrite {
     deny: Option<Permissions>,
 }
 
-async fn guild_of_channel(s: &AppState, channel: ChannelId) -> Result<GuildId, Error> {
-    match s.rt.channel_home(channel)? {
-        ChannelHome::Guild(g) => Ok(g),
-        ChannelHome::Private => {
-            Err(Error::bad_request(error_code::CANNOT_EXECUTE_ON_DM, "Cannot execute action on a DM channel"))
-        }
-    }
-}
-
 async fn put_overwrite(
     State(s): State<AppState>,
     caller: Caller,
@@ -898,7 +899,7 @@ async fn put_overwrite(
         allow: body.allow.unwrap_or_default().truncate(),
         deny: body.deny.unwrap_or_default().truncate(),
     };
-    let gid = guild_of_channel(&s, channel).await?;
+    let gid = guild_of_channel(&s, channel)?;
     let me = caller.id();
     s.rt.guild(gid)?
         .call(move |a: &mut GuildActor| {
@@ -920,10 +921,8 @@ async fn put_overwrite(
             if c == before {
                 return Ok(Change::read(()));
             }
-            let viewers = channel_viewers(&a.state.guild, channel);
-            a.state.guild.channels.insert(channel, c.clone());
-            let events = update_events(&a.state.guild, &c, Some(viewers));
-            Ok(Change::write(vec![Mutation::PutChannel(c)], events, ()))
+            let (mutation, events) = replace_channel(a, c, true);
+            Ok(Change::write(vec![mutation], events, ()))
         })
         .await?;
     Ok(no_content())
@@ -936,7 +935,7 @@ async fn delete_overwrite(
 ) -> ApiResult<Response> {
     let channel: ChannelId = path_id(&channel_id, "channel_id")?;
     let target: Id<GenericMarker> = path_id(&overwrite_id, "overwrite_id")?;
-    let gid = guild_of_channel(&s, channel).await?;
+    let gid = guild_of_channel(&s, channel)?;
     let me = caller.id();
     s.rt.guild(gid)?
         .call(move |a: &mut GuildActor| {
@@ -947,10 +946,8 @@ async fn delete_overwrite(
             if c == before {
                 return Ok(Change::read(()));
             }
-            let viewers = channel_viewers(&a.state.guild, channel);
-            a.state.guild.channels.insert(channel, c.clone());
-            let events = update_events(&a.state.guild, &c, Some(viewers));
-            Ok(Change::write(vec![Mutation::PutChannel(c)], events, ()))
+            let (mutation, events) = replace_channel(a, c, true);
+            Ok(Change::write(vec![mutation], events, ()))
         })
         .await?;
     Ok(no_content())

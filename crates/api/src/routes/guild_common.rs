@@ -8,10 +8,12 @@ use guildhall_domain::entity::Member;
 use guildhall_domain::permissions::{channel_permissions, guild_permissions};
 use guildhall_domain::wire::{MemberView, UserView};
 use guildhall_model::id::{ChannelId, GuildId, UserId};
-use guildhall_model::{Intents, Permissions, Timestamp};
-use guildhall_runtime::{Audience, Error, Event, GuildActor};
+use guildhall_model::{Intents, Permissions, Timestamp, error_code};
+use guildhall_runtime::{Audience, ChannelHome, Error, Event, GuildActor};
 use guildhall_store::Mutation;
 use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::AppState;
 
 /// The caller's membership, or 10004 Unknown Guild (Discord hides guilds the
 /// caller is not in).
@@ -75,6 +77,17 @@ pub fn remove_member(actor: &mut GuildActor, user: UserId, mutations: &mut Vec<M
     actor.shared.directory.remove_membership(user, gid);
     let body = serde_json::json!({ "guild_id": gid, "user": user_json(actor, user) });
     events.push(Event::guild("GUILD_MEMBER_REMOVE", gid, Intents::GUILD_MEMBERS, &body));
+}
+
+/// The guild that owns `channel`, for routes that act on guild channels only:
+/// 50024 for a DM (and the channel lookup's own error for an unknown one).
+pub fn guild_of_channel(s: &AppState, channel: ChannelId) -> Result<GuildId, Error> {
+    match s.rt.channel_home(channel)? {
+        ChannelHome::Guild(g) => Ok(g),
+        ChannelHome::Private => {
+            Err(Error::bad_request(error_code::CANNOT_EXECUTE_ON_DM, "Cannot execute action on a DM channel"))
+        }
+    }
 }
 
 /// Members who can see `channel` right now.

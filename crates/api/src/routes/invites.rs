@@ -11,7 +11,7 @@ use guildhall_domain::wire::InviteView;
 use guildhall_model::error_code;
 use guildhall_model::id::{ChannelId, GuildId};
 use guildhall_model::{Intents, Permissions, Timestamp};
-use guildhall_runtime::{Audience, Change, ChannelHome, Error, ErrorKind, Event, FormErrors, GuildActor};
+use guildhall_runtime::{Audience, Change, Error, ErrorKind, Event, FormErrors, GuildActor};
 use guildhall_store::Mutation;
 use serde::Deserialize;
 
@@ -21,7 +21,7 @@ use crate::auth::Caller;
 use crate::error::{ApiResult, ok_json};
 use crate::extract::{DiscordJson, DiscordQuery, path_id};
 use crate::routes::guild_common::{
-    member_event_json, query_bool, random_code, require_guild_permission, require_member,
+    guild_of_channel, member_event_json, query_bool, random_code, require_guild_permission, require_member,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -89,14 +89,7 @@ async fn create_invite(
     let (max_age, max_uses) = (max_age as u32, max_uses as u32);
     let temporary = body.temporary.unwrap_or(false);
     let unique = body.unique.unwrap_or(false);
-    let gid = match s.rt.channel_home(channel)? {
-        ChannelHome::Guild(g) => g,
-        ChannelHome::Private => {
-            return Err(
-                Error::bad_request(error_code::CANNOT_EXECUTE_ON_DM, "Cannot execute action on a DM channel").into()
-            );
-        }
-    };
+    let gid = guild_of_channel(&s, channel)?;
     let me = caller.id();
     let value =
         s.rt.guild(gid)?
@@ -162,34 +155,36 @@ async fn create_invite(
     Ok(ok_json(&value))
 }
 
+/// The guild's unexpired invites (only `channel`'s when given), oldest first,
+/// rendered with their metadata as the list routes return them.
+fn live_invites(a: &GuildActor, channel: Option<ChannelId>) -> Vec<serde_json::Value> {
+    let now = Timestamp::now();
+    let mut invites: Vec<&Invite> = a
+        .state
+        .guild
+        .invites
+        .values()
+        .filter(|i| channel.is_none_or(|c| i.channel_id == c) && !i.is_expired(now))
+        .collect();
+    invites.sort_by_key(|i| (i.created_at, i.code.clone()));
+    invites.into_iter().map(|i| render_invite(a, i, true, false)).collect()
+}
+
 async fn list_channel_invites(
     State(s): State<AppState>,
     caller: Caller,
     Path(channel_id): Path<String>,
 ) -> ApiResult<Response> {
     let channel: ChannelId = path_id(&channel_id, "channel_id")?;
-    let gid = match s.rt.channel_home(channel)? {
-        ChannelHome::Guild(g) => g,
-        ChannelHome::Private => {
-            return Err(
-                Error::bad_request(error_code::CANNOT_EXECUTE_ON_DM, "Cannot execute action on a DM channel").into()
-            );
-        }
-    };
+    let gid = guild_of_channel(&s, channel)?;
     let me = caller.id();
-    let value = s
-        .rt
-        .guild(gid)?
-        .call(move |a: &mut GuildActor| {
-            guild_channel_access(a, me, channel, Permissions::MANAGE_CHANNELS)?;
-            let now = Timestamp::now();
-            let mut invites: Vec<&Invite> =
-                a.state.guild.invites.values().filter(|i| i.channel_id == channel && !i.is_expired(now)).collect();
-            invites.sort_by_key(|i| (i.created_at, i.code.clone()));
-            let list: Vec<serde_json::Value> = invites.into_iter().map(|i| render_invite(a, i, true, false)).collect();
-            Ok(Change::read(list))
-        })
-        .await?;
+    let value =
+        s.rt.guild(gid)?
+            .call(move |a: &mut GuildActor| {
+                guild_channel_access(a, me, channel, Permissions::MANAGE_CHANNELS)?;
+                Ok(Change::read(live_invites(a, Some(channel))))
+            })
+            .await?;
     Ok(ok_json(&value))
 }
 
@@ -200,18 +195,13 @@ async fn list_guild_invites(
 ) -> ApiResult<Response> {
     let gid: GuildId = path_id(&guild_id, "guild_id")?;
     let me = caller.id();
-    let value = s
-        .rt
-        .guild(gid)?
-        .call(move |a: &mut GuildActor| {
-            require_guild_permission(&a.state.guild, me, Permissions::MANAGE_GUILD)?;
-            let now = Timestamp::now();
-            let mut invites: Vec<&Invite> = a.state.guild.invites.values().filter(|i| !i.is_expired(now)).collect();
-            invites.sort_by_key(|i| (i.created_at, i.code.clone()));
-            let list: Vec<serde_json::Value> = invites.into_iter().map(|i| render_invite(a, i, true, false)).collect();
-            Ok(Change::read(list))
-        })
-        .await?;
+    let value =
+        s.rt.guild(gid)?
+            .call(move |a: &mut GuildActor| {
+                require_guild_permission(&a.state.guild, me, Permissions::MANAGE_GUILD)?;
+                Ok(Change::read(live_invites(a, None)))
+            })
+            .await?;
     Ok(ok_json(&value))
 }
 

@@ -21,6 +21,7 @@ use crate::auth::Caller;
 use crate::error::{ApiResult, no_content, ok_json};
 use crate::extract::{DiscordJson, DiscordQuery, path_id, query_id, query_limit};
 use crate::render::Ctx;
+use crate::routes::guild_common::guild_of_channel;
 use crate::routes::host::{Host, on_channel, render_message};
 
 pub fn routes() -> Router<AppState> {
@@ -721,11 +722,7 @@ async fn bulk_delete(
         )
         .into());
     }
-    if matches!(s.rt.channel_home(channel)?, ChannelHome::Private) {
-        return Err(
-            Error::bad_request(error_code::CANNOT_EXECUTE_ON_DM, "Cannot execute action on a DM channel").into()
-        );
-    }
+    guild_of_channel(&s, channel)?;
     let me = caller.id();
     on_channel(&s.rt, channel, move |h: &mut dyn Host| {
         let access = h.access(me, channel, Permissions::MANAGE_MESSAGES)?;

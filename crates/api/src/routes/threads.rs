@@ -26,7 +26,7 @@ use crate::access::guild_channel_access;
 use crate::auth::Caller;
 use crate::error::{ApiResult, created_json, no_content, ok_json};
 use crate::extract::{DiscordJson, DiscordQuery, path_id, query_id, query_limit, query_timestamp};
-use crate::routes::guild_common::query_bool;
+use crate::routes::guild_common::{guild_of_channel, query_bool};
 use crate::routes::host::{Host, system_message};
 
 pub fn routes() -> Router<AppState> {
@@ -204,15 +204,6 @@ fn validate_start(body: StartBody) -> Result<ValidStart, Error> {
 }
 
 /// The guild a channel lives in; threads do not exist in DMs (50003).
-fn guild_of(s: &AppState, channel: ChannelId) -> Result<GuildId, Error> {
-    match s.rt.channel_home(channel)? {
-        ChannelHome::Guild(g) => Ok(g),
-        ChannelHome::Private => {
-            Err(Error::bad_request(error_code::CANNOT_EXECUTE_ON_DM, "Cannot execute action on a DM channel"))
-        }
-    }
-}
-
 /// Creates the thread in state and returns its writes and events (THREAD_CREATE
 /// with `newly_created`, the creator's membership).
 fn create_thread(
@@ -274,7 +265,7 @@ async fn start_from_message(
     let channel: ChannelId = path_id(&channel_id, "channel_id")?;
     let message: MessageId = path_id(&message_id, "message_id")?;
     let v = validate_start(body)?;
-    let g = guild_of(&s, channel)?;
+    let g = guild_of_channel(&s, channel)?;
     let me = caller.id();
     let value = s
         .rt
@@ -321,7 +312,7 @@ async fn start_without_message(
 ) -> ApiResult<Response> {
     let channel: ChannelId = path_id(&channel_id, "channel_id")?;
     let v = validate_start(body)?;
-    let g = guild_of(&s, channel)?;
+    let g = guild_of_channel(&s, channel)?;
     let me = caller.id();
     let value =
         s.rt.guild(g)?
@@ -396,7 +387,7 @@ async fn add_member(
     let thread: ChannelId = path_id(&channel_id, "channel_id")?;
     let me = caller.id();
     let target: UserId = if user == "@me" { me } else { path_id(&user, "user_id")? };
-    let g = guild_of(&s, thread)?;
+    let g = guild_of_channel(&s, thread)?;
     s.rt.guild(g)?
         .call(move |a: &mut GuildActor| {
             let (c, perms) = thread_access(a, me, thread)?;
@@ -436,7 +427,7 @@ async fn remove_member(
     let thread: ChannelId = path_id(&channel_id, "channel_id")?;
     let me = caller.id();
     let target: UserId = if user == "@me" { me } else { path_id(&user, "user_id")? };
-    let g = guild_of(&s, thread)?;
+    let g = guild_of_channel(&s, thread)?;
     s.rt.guild(g)?
         .call(move |a: &mut GuildActor| {
             let (c, perms) = thread_access(a, me, thread)?;
@@ -494,7 +485,7 @@ async fn list_members(
     errors.finish()?;
     let with_member = query_bool(q.with_member.as_deref());
     let me = caller.id();
-    let g = guild_of(&s, thread)?;
+    let g = guild_of_channel(&s, thread)?;
     let list =
         s.rt.guild(g)?
             .call(move |a: &mut GuildActor| {
@@ -529,7 +520,7 @@ async fn get_member(
     let me = caller.id();
     let target: UserId = if user == "@me" { me } else { path_id(&user, "user_id")? };
     let with_member = query_bool(q.with_member.as_deref());
-    let g = guild_of(&s, thread)?;
+    let g = guild_of_channel(&s, thread)?;
     let v =
         s.rt.guild(g)?
             .call(move |a: &mut GuildActor| {
@@ -606,7 +597,7 @@ async fn archived_public(
     let before = query_timestamp(q.before.as_deref(), "before", &mut errors);
     errors.finish()?;
     let me = caller.id();
-    let g = guild_of(&s, channel)?;
+    let g = guild_of_channel(&s, channel)?;
     let v =
         s.rt.guild(g)?
             .call(move |a: &mut GuildActor| {
