@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use guildhall_model::id::{ChannelId, MessageId};
 use guildhall_model::{Timestamp, error_code};
 use guildhall_runtime::{Error, ErrorKind, FormErrors};
 use serde::de::DeserializeOwned;
@@ -139,6 +140,12 @@ pub fn path_id<M>(raw: &str, field: &str) -> Result<guildhall_model::Id<M>, ApiE
     })
 }
 
+/// The channel and message ids of a `/channels/{channel_id}/…/{message_id}`
+/// route, each checked as `path_id` does (the channel first).
+pub fn message_path(channel: &str, message: &str) -> Result<(ChannelId, MessageId), ApiError> {
+    Ok((path_id(channel, "channel_id")?, path_id(message, "message_id")?))
+}
+
 /// A `limit` query parameter: absent → `default`; anything but an integer in
 /// `1..=max` is NUMBER_TYPE_MAX at `field` (and `default` is returned so parsing
 /// can go on collecting errors).
@@ -183,7 +190,6 @@ pub fn query_timestamp(raw: Option<&str>, field: &str, errors: &mut FormErrors) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use guildhall_model::id::MessageId;
 
     fn tree(errors: FormErrors) -> serde_json::Value {
         errors.into_error().errors.expect("a 50035 error carries its tree")

@@ -20,13 +20,13 @@ use axum::routing::get;
 use guildhall_domain::entity::Attachment;
 use guildhall_model::Permissions;
 use guildhall_model::error_code;
-use guildhall_model::id::{AttachmentId, ChannelId, MessageId};
+use guildhall_model::id::{AttachmentId, ChannelId};
 use guildhall_runtime::{Error, ErrorKind, FormErrors};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ok_json};
-use crate::extract::{DiscordJson, MAX_JSON_BYTES, parse_json, path_id};
+use crate::extract::{DiscordJson, MAX_JSON_BYTES, message_path, parse_json, path_id};
 use crate::routes::messages::{
     AttachmentRef, CreateMessageBody, EditMessageBody, apply_edit, send_message, validate_create, validate_edit,
 };
@@ -396,8 +396,7 @@ pub async fn edit_message(
     Path((channel_id, message_id)): Path<(String, String)>,
     req: Request,
 ) -> ApiResult<Response> {
-    let channel: ChannelId = path_id(&channel_id, "channel_id")?;
-    let id: MessageId = path_id(&message_id, "message_id")?;
+    let (channel, id) = message_path(&channel_id, &message_id)?;
     if !is_multipart(req.headers()) {
         let body: EditMessageBody = read_json(&s, req).await?;
         let edit = validate_edit(body)?;

@@ -19,7 +19,7 @@ use crate::AppState;
 use crate::access::{guild_channel_access, private_channel_access};
 use crate::auth::Caller;
 use crate::error::{ApiResult, no_content, ok_json};
-use crate::extract::{DiscordJson, DiscordQuery, path_id, query_id, query_limit};
+use crate::extract::{DiscordJson, DiscordQuery, message_path, path_id, query_id, query_limit};
 use crate::render::Ctx;
 use crate::routes::guild_common::guild_of_channel;
 use crate::routes::host::{Host, on_channel, render_message};
@@ -428,8 +428,7 @@ async fn get_message(
     caller: Caller,
     Path((channel_id, message_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let channel: ChannelId = path_id(&channel_id, "channel_id")?;
-    let id: MessageId = path_id(&message_id, "message_id")?;
+    let (channel, id) = message_path(&channel_id, &message_id)?;
     let me = caller.id();
     let access = crate::access::channel_access(&s.rt, me, channel, Permissions::NONE).await?;
     if !access.permissions.contains(Permissions::READ_MESSAGE_HISTORY) {
@@ -645,8 +644,7 @@ async fn delete_message(
     caller: Caller,
     Path((channel_id, message_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let channel: ChannelId = path_id(&channel_id, "channel_id")?;
-    let id: MessageId = path_id(&message_id, "message_id")?;
+    let (channel, id) = message_path(&channel_id, &message_id)?;
     let me = caller.id();
     on_channel(&s.rt, channel, move |h: &mut dyn Host| {
         let access = h.access(me, channel, Permissions::NONE)?;

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, put};
 use guildhall_domain::entity::{Message, MessageReference, message_type};
-use guildhall_model::id::{ChannelId, MessageId, UserId};
+use guildhall_model::id::{ChannelId, UserId};
 use guildhall_model::{Intents, Permissions, Timestamp, error_code};
 use guildhall_runtime::event::to_bytes;
 use guildhall_runtime::{Change, Error, FormErrors};
@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiResult, no_content, ok_json};
-use crate::extract::{DiscordQuery, path_id, query_limit, query_timestamp};
+use crate::extract::{DiscordQuery, message_path, path_id, query_limit, query_timestamp};
 use crate::routes::host::{Host, on_channel, render_message, system_message};
 use crate::routes::messages::strip_null_guild;
 
@@ -65,8 +65,7 @@ async fn pin(
     caller: Caller,
     Path((channel_id, message_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let channel: ChannelId = path_id(&channel_id, "channel_id")?;
-    let id: MessageId = path_id(&message_id, "message_id")?;
+    let (channel, id) = message_path(&channel_id, &message_id)?;
     let me = caller.id();
     on_channel(&s.rt, channel, move |h: &mut dyn Host| {
         require_pin_permission(h, me, channel)?;
@@ -115,8 +114,7 @@ async fn unpin(
     caller: Caller,
     Path((channel_id, message_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let channel: ChannelId = path_id(&channel_id, "channel_id")?;
-    let id: MessageId = path_id(&message_id, "message_id")?;
+    let (channel, id) = message_path(&channel_id, &message_id)?;
     let me = caller.id();
     on_channel(&s.rt, channel, move |h: &mut dyn Host| {
         require_pin_permission(h, me, channel)?;

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiResult, no_content, ok_json};
-use crate::extract::{DiscordQuery, path_id, query_id, query_limit};
+use crate::extract::{DiscordQuery, message_path, path_id, query_id, query_limit};
 use crate::routes::host::{Host, on_channel};
 use crate::routes::messages::strip_null_guild;
 
@@ -65,10 +65,6 @@ pub fn parse_emoji(raw: &str) -> Result<ReactionEmoji, Error> {
 
 type ReactionPath = Path<(String, String, String)>;
 
-fn ids(channel: &str, message: &str) -> ApiResult<(ChannelId, MessageId)> {
-    Ok((path_id(channel, "channel_id")?, path_id(message, "message_id")?))
-}
-
 /// The write every reaction change ends with: the message stored as it now is,
 /// and `name` dispatched to those who can see the channel (reaction intents).
 fn reaction_write(
@@ -101,7 +97,7 @@ async fn add(
             &serde_json::json!({ "message": "404: Not Found", "code": 0 }),
         ));
     }
-    let (channel, id) = ids(&channel_id, &message_id)?;
+    let (channel, id) = message_path(&channel_id, &message_id)?;
     let emoji = parse_emoji(&emoji)?;
     let me = caller.id();
     on_channel(&s.rt, channel, move |h: &mut dyn Host| {
@@ -189,7 +185,7 @@ async fn remove_user(
     caller: Caller,
     Path((channel_id, message_id, emoji, user)): Path<(String, String, String, String)>,
 ) -> ApiResult<Response> {
-    let (channel, id) = ids(&channel_id, &message_id)?;
+    let (channel, id) = message_path(&channel_id, &message_id)?;
     let emoji = parse_emoji(&emoji)?;
     let target: UserId = if user == "@me" { caller.id() } else { path_id(&user, "user_id")? };
     remove_one(&s, caller.id(), channel, id, emoji, target).await?;
@@ -214,7 +210,7 @@ async fn list_users(
     Path((channel_id, message_id, emoji)): ReactionPath,
     DiscordQuery(q): DiscordQuery<ListParams>,
 ) -> ApiResult<Response> {
-    let (channel, id) = ids(&channel_id, &message_id)?;
+    let (channel, id) = message_path(&channel_id, &message_id)?;
     let mut errors = FormErrors::default();
     let limit = query_limit(q.limit.as_deref(), 25, 100, "limit", &mut errors);
     let after: u64 = query_id(q.after.as_deref(), "after", &mut errors).unwrap_or(0);
@@ -257,7 +253,7 @@ async fn remove_all(
     caller: Caller,
     Path((channel_id, message_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (channel, id) = ids(&channel_id, &message_id)?;
+    let (channel, id) = message_path(&channel_id, &message_id)?;
     let me = caller.id();
     on_channel(&s.rt, channel, move |h: &mut dyn Host| {
         let access = h.access(me, channel, Permissions::MANAGE_MESSAGES)?;
@@ -279,7 +275,7 @@ async fn remove_emoji(
     caller: Caller,
     Path((channel_id, message_id, emoji)): ReactionPath,
 ) -> ApiResult<Response> {
-    let (channel, id) = ids(&channel_id, &message_id)?;
+    let (channel, id) = message_path(&channel_id, &message_id)?;
     let emoji = parse_emoji(&emoji)?;
     let me = caller.id();
     on_channel(&s.rt, channel, move |h: &mut dyn Host| {

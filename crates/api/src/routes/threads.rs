@@ -15,7 +15,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use guildhall_domain::entity::{Channel, MessageReference, ThreadMember, ThreadMetadata, channel_type, message_type};
 use guildhall_domain::wire::{ChannelView, MemberView};
-use guildhall_model::id::{ChannelId, GuildId, MessageId, UserId};
+use guildhall_model::id::{ChannelId, GuildId, UserId};
 use guildhall_model::{Intents, Permissions, Timestamp, error_code};
 use guildhall_runtime::{Change, ChannelHome, Error, ErrorKind, Event, FormErrors, GuildActor};
 use guildhall_store::Mutation;
@@ -25,7 +25,7 @@ use crate::AppState;
 use crate::access::guild_channel_access;
 use crate::auth::Caller;
 use crate::error::{ApiResult, created_json, no_content, ok_json};
-use crate::extract::{DiscordJson, DiscordQuery, path_id, query_id, query_limit, query_timestamp};
+use crate::extract::{DiscordJson, DiscordQuery, message_path, path_id, query_id, query_limit, query_timestamp};
 use crate::routes::guild_common::{guild_of_channel, query_bool};
 use crate::routes::host::{Host, system_message};
 
@@ -262,8 +262,7 @@ async fn start_from_message(
     Path((channel_id, message_id)): Path<(String, String)>,
     DiscordJson(body): DiscordJson<StartBody>,
 ) -> ApiResult<Response> {
-    let channel: ChannelId = path_id(&channel_id, "channel_id")?;
-    let message: MessageId = path_id(&message_id, "message_id")?;
+    let (channel, message) = message_path(&channel_id, &message_id)?;
     let v = validate_start(body)?;
     let g = guild_of_channel(&s, channel)?;
     let me = caller.id();
