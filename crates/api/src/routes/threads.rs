@@ -537,6 +537,19 @@ async fn get_member(
     Ok(ok_json(&v))
 }
 
+/// `{threads, members}` as the thread lists return them: the threads, and the
+/// caller's own thread-member objects for those it has joined.
+fn threads_with_own_members(a: &GuildActor, threads: Vec<&Channel>, me: UserId) -> serde_json::Value {
+    let state = &a.state.guild;
+    let members: Vec<serde_json::Value> = threads
+        .iter()
+        .filter_map(|c| state.thread_members.get(&c.id).and_then(|m| m.get(&me)))
+        .map(|tm| member_json(a, tm, false))
+        .collect();
+    let threads: Vec<serde_json::Value> = threads.into_iter().map(thread_json).collect();
+    serde_json::json!({ "threads": threads, "members": members })
+}
+
 /// `GET /guilds/{id}/threads/active`: `{threads, members}` — active threads the
 /// caller can see, and the caller's own thread memberships among them.
 async fn active_threads(
@@ -561,13 +574,7 @@ async fn active_threads(
                             .contains(Permissions::VIEW_CHANNEL)
                     })
                     .collect();
-                let members: Vec<serde_json::Value> = threads
-                    .iter()
-                    .filter_map(|c| state.thread_members.get(&c.id).and_then(|m| m.get(&me)))
-                    .map(|tm| member_json(a, tm, false))
-                    .collect();
-                let threads: Vec<serde_json::Value> = threads.into_iter().map(thread_json).collect();
-                Ok(Change::read(serde_json::json!({ "threads": threads, "members": members })))
+                Ok(Change::read(threads_with_own_members(a, threads, me)))
             })
             .await?;
     Ok(ok_json(&v))
@@ -616,13 +623,9 @@ async fn archived_public(
                 threads.sort_by_key(|c| std::cmp::Reverse(c.thread_metadata.as_ref().map(|m| m.archive_timestamp)));
                 let has_more = threads.len() > limit;
                 threads.truncate(limit);
-                let members: Vec<serde_json::Value> = threads
-                    .iter()
-                    .filter_map(|c| state.thread_members.get(&c.id).and_then(|m| m.get(&me)))
-                    .map(|tm| member_json(a, tm, false))
-                    .collect();
-                let threads: Vec<serde_json::Value> = threads.into_iter().map(thread_json).collect();
-                Ok(Change::read(serde_json::json!({ "threads": threads, "members": members, "has_more": has_more })))
+                let mut body = threads_with_own_members(a, threads, me);
+                body["has_more"] = serde_json::json!(has_more);
+                Ok(Change::read(body))
             })
             .await?;
     Ok(ok_json(&v))
