@@ -92,7 +92,13 @@ pub struct AppState {
     /// Serializes account creation so username/email uniqueness is checked and
     /// claimed atomically; held across the durable write.
     pub accounts: Arc<tokio::sync::Mutex<()>>,
+    /// Extra Prometheus text appended to `/metrics` by parts of the server this
+    /// crate cannot see (the gateway's session and delivery counters).
+    pub extra_metrics: Option<ExtraMetrics>,
 }
+
+/// Writes Prometheus exposition lines into the buffer.
+pub type ExtraMetrics = Arc<dyn Fn(&mut String) + Send + Sync>;
 
 /// The versioned API routes (mounted under /api/v10, /api/v9 and /api).
 fn api_routes() -> Router<AppState> {
@@ -113,7 +119,7 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(metrics.clone(), metrics::middleware));
     Router::new()
         .merge(routes::meta::unversioned())
-        .merge(metrics::router(metrics, state.rt.clone()))
+        .merge(metrics::router(metrics, state.rt.clone(), state.extra_metrics.clone()))
         .merge(routes::attachments::unversioned())
         .nest("/api/v10", api.clone())
         .nest("/api/v9", api.clone())

@@ -217,15 +217,23 @@ pub async fn middleware(State(metrics): State<Arc<Metrics>>, req: Request, next:
 struct MetricsState {
     metrics: Arc<Metrics>,
     rt: Runtime,
+    extra: Option<crate::ExtraMetrics>,
 }
 
 /// `GET /metrics`, with its own state so it merges into any router.
-pub fn router<S: Clone + Send + Sync + 'static>(metrics: Arc<Metrics>, rt: Runtime) -> Router<S> {
-    Router::new().route("/metrics", get(scrape)).with_state(MetricsState { metrics, rt })
+pub fn router<S: Clone + Send + Sync + 'static>(
+    metrics: Arc<Metrics>,
+    rt: Runtime,
+    extra: Option<crate::ExtraMetrics>,
+) -> Router<S> {
+    Router::new().route("/metrics", get(scrape)).with_state(MetricsState { metrics, rt, extra })
 }
 
 async fn scrape(State(s): State<MetricsState>) -> Response {
-    let body = s.metrics.render(&s.rt);
+    let mut body = s.metrics.render(&s.rt);
+    if let Some(extra) = &s.extra {
+        extra(&mut body);
+    }
     let mut res = body.into_response();
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

@@ -80,6 +80,7 @@ impl Server {
                 },
             }),
             accounts: Arc::new(tokio::sync::Mutex::new(())),
+            extra_metrics: Some(gateway_metrics(gateway.clone())),
         };
         Ok(Server { addr, runtime, gateway, listener, state, store })
     }
@@ -99,4 +100,39 @@ impl Server {
         tracing::info!("guildhall stopped");
         Ok(())
     }
+}
+
+/// The gateway's counters in Prometheus text, for `/metrics`.
+fn gateway_metrics(gateway: Arc<Gateway>) -> guildhall_api::ExtraMetrics {
+    Arc::new(move |out: &mut String| {
+        use std::fmt::Write;
+        let st = gateway.stats.snapshot();
+        let rows: [(&str, &str, &str, u64); 7] = [
+            ("guildhall_gateway_connections", "gauge", "Open gateway WebSocket connections.", st.connections_open),
+            (
+                "guildhall_gateway_sessions_open",
+                "gauge",
+                "Gateway sessions, live or waiting for a RESUME.",
+                st.sessions_open,
+            ),
+            (
+                "guildhall_gateway_dispatches_total",
+                "counter",
+                "Dispatches written to sockets, replays included.",
+                st.dispatches_delivered,
+            ),
+            ("guildhall_gateway_bytes_total", "counter", "WebSocket payload bytes written.", st.bytes_written),
+            ("guildhall_gateway_identifies_total", "counter", "Successful IDENTIFYs.", st.identifies),
+            ("guildhall_gateway_resumes_total", "counter", "Successful RESUMEs.", st.resumes),
+            (
+                "guildhall_gateway_overflows_total",
+                "counter",
+                "Sessions closed because their outbound queue overflowed.",
+                st.overflows,
+            ),
+        ];
+        for (name, kind, help, value) in rows {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+    })
 }

@@ -59,6 +59,8 @@ async fn metrics_count_requests_by_route_and_report_the_runtime() {
     assert_eq!(value(&text, "guildhall_guilds"), Some(1.0));
     assert_eq!(value(&text, "guildhall_users"), Some(1.0));
     assert_eq!(value(&text, "guildhall_gateway_sessions"), Some(0.0));
+    assert_eq!(value(&text, "guildhall_gateway_connections"), Some(0.0), "gateway counters are exported");
+    assert_eq!(value(&text, "guildhall_gateway_dispatches_total"), Some(0.0));
     assert!(value(&text, "guildhall_store_batches_total").unwrap() >= 2.0, "the account and the guild were written");
     assert!(value(&text, "guildhall_store_syncs_total").is_some());
     assert!(value(&text, "guildhall_store_history_reads_total").is_some());
