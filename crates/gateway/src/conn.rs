@@ -385,6 +385,12 @@ impl Conn {
             if !allowed.contains(asked) {
                 return Err(self.close(CloseCode::DisallowedIntents).await);
             }
+            // Session start limits (bots only, as Discord's `session_start_limit`):
+            // over a limit, op 9 `d:false`; the client may IDENTIFY again later.
+            if gw.rt.session_starts.try_start(user.id, id.shard, Instant::now()).is_err() {
+                self.session.identify_rejected();
+                return self.send_now(Bytes::from_static(frame::INVALID_SESSION)).await;
+            }
         }
         let session_id = registry::new_session_id();
         let (tx, rx) = mpsc::channel(gw.config.queue_capacity);

@@ -18,6 +18,7 @@ pub mod guild;
 pub mod presence;
 pub mod private;
 pub mod session;
+pub mod session_starts;
 pub mod tokens;
 
 use std::collections::HashMap;
@@ -46,6 +47,8 @@ pub struct RuntimeConfig {
     pub gateway_url: String,
     /// Directory for attachment files.
     pub attachments_dir: std::path::PathBuf,
+    /// IDENTIFY limits (`session_start_limit`).
+    pub session_starts: session_starts::SessionStartLimits,
 }
 
 /// State shared by every actor and shell of the node.
@@ -54,6 +57,8 @@ pub struct Shared {
     pub ids: SnowflakeGenerator,
     pub directory: Directory,
     pub sessions: Sessions,
+    /// IDENTIFY counters, read by the gateway and `GET /gateway/bot`.
+    pub session_starts: session_starts::SessionStarts,
     pub config: RuntimeConfig,
     guilds: RwLock<HashMap<GuildId, GuildHandle>>,
     private: RwLock<Option<PrivateHandle>>,
@@ -78,6 +83,7 @@ impl Shared {
             ids: SnowflakeGenerator::new(worker, 0),
             directory: Directory::default(),
             sessions: Sessions::default(),
+            session_starts: session_starts::SessionStarts::new(config.session_starts),
             config,
             guilds: RwLock::new(HashMap::new()),
             private: RwLock::new(None),

@@ -33,6 +33,17 @@ pub struct Config {
     pub gateway_resume_window_secs: u64,
     /// `SO_SNDBUF` of gateway sockets in bytes; 0 keeps the kernel's autotuning.
     pub gateway_send_buffer_bytes: usize,
+    /// Gateway: `heartbeat_interval` sent in HELLO, and how long after a missed
+    /// interval a silent session is closed with 4009, in ms.
+    pub gateway_heartbeat_interval_ms: u64,
+    pub gateway_heartbeat_grace_ms: u64,
+    /// Gateway: IDENTIFYs a bot may make per `gateway_session_start_reset_secs`
+    /// (`session_start_limit.total`), and per 5 s per shard bucket
+    /// (`max_concurrency`; 16 by default, as a self-hosted node has no reason to
+    /// make a sharded bot start one shard at a time).
+    pub gateway_session_start_total: u32,
+    pub gateway_session_start_reset_secs: u64,
+    pub gateway_max_concurrency: u32,
     /// Snowflake worker id (0-31); distinct per node.
     pub worker_id: u8,
     /// Log format: "text" or "json".
@@ -55,6 +66,11 @@ impl Default for Config {
             gateway_queue_capacity: 2048,
             gateway_resume_window_secs: 120,
             gateway_send_buffer_bytes: 0,
+            gateway_heartbeat_interval_ms: guildhall_model::gateway::HEARTBEAT_INTERVAL_MS,
+            gateway_heartbeat_grace_ms: 10_000,
+            gateway_session_start_total: 1000,
+            gateway_session_start_reset_secs: 24 * 60 * 60,
+            gateway_max_concurrency: 16,
             worker_id: 0,
             log_format: "text".into(),
         }
@@ -69,9 +85,23 @@ impl Config {
         self.gateway_url.clone().unwrap_or_else(|| format!("ws://{}", self.listen)).trim_end_matches('/').to_string()
     }
 
+    /// The IDENTIFY limits from this configuration.
+    pub fn session_start_limits(&self) -> guildhall_runtime::session_starts::SessionStartLimits {
+        guildhall_runtime::session_starts::SessionStartLimits {
+            total: self.gateway_session_start_total,
+            reset_after: std::time::Duration::from_secs(self.gateway_session_start_reset_secs.max(1)),
+            max_concurrency: self.gateway_max_concurrency.max(1),
+            ..Default::default()
+        }
+    }
+
     /// The gateway's tunables from this configuration.
     pub fn gateway_config(&self) -> guildhall_gateway::GatewayConfig {
+        let mut session = guildhall_gateway::GatewayConfig::default().session;
+        session.heartbeat_interval = std::time::Duration::from_millis(self.gateway_heartbeat_interval_ms.max(1));
+        session.heartbeat_grace = std::time::Duration::from_millis(self.gateway_heartbeat_grace_ms);
         guildhall_gateway::GatewayConfig {
+            session,
             queue_capacity: self.gateway_queue_capacity.max(1),
             resume_window: std::time::Duration::from_secs(self.gateway_resume_window_secs),
             send_buffer_size: (self.gateway_send_buffer_bytes > 0).then_some(self.gateway_send_buffer_bytes),
@@ -134,6 +164,21 @@ impl Config {
         }
         if let Some(v) = get("GUILDHALL_GATEWAY_SEND_BUFFER_BYTES") {
             self.gateway_send_buffer_bytes = parse("GUILDHALL_GATEWAY_SEND_BUFFER_BYTES", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_GATEWAY_HEARTBEAT_INTERVAL_MS") {
+            self.gateway_heartbeat_interval_ms = parse("GUILDHALL_GATEWAY_HEARTBEAT_INTERVAL_MS", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_GATEWAY_HEARTBEAT_GRACE_MS") {
+            self.gateway_heartbeat_grace_ms = parse("GUILDHALL_GATEWAY_HEARTBEAT_GRACE_MS", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_GATEWAY_SESSION_START_TOTAL") {
+            self.gateway_session_start_total = parse("GUILDHALL_GATEWAY_SESSION_START_TOTAL", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_GATEWAY_SESSION_START_RESET_SECS") {
+            self.gateway_session_start_reset_secs = parse("GUILDHALL_GATEWAY_SESSION_START_RESET_SECS", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_GATEWAY_MAX_CONCURRENCY") {
+            self.gateway_max_concurrency = parse("GUILDHALL_GATEWAY_MAX_CONCURRENCY", v)?;
         }
         if let Some(v) = get("GUILDHALL_WORKER_ID") {
             self.worker_id = parse("GUILDHALL_WORKER_ID", v)?;

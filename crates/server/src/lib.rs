@@ -60,6 +60,7 @@ impl Server {
             public_url: config.public_url(),
             gateway_url: config.gateway_url(),
             attachments_dir: config.data_dir.join("attachments"),
+            session_starts: config.session_start_limits(),
         };
         let runtime = Shared::start(store.clone(), rt_config, config.worker_id).map_err(|e| e.message)?;
         let tokens = Arc::new(auth::Tokens::new(secret));

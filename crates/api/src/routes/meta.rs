@@ -26,10 +26,18 @@ async fn gateway(State(s): State<AppState>) -> Response {
     ok_json(&serde_json::json!({ "url": s.rt.config.gateway_url }))
 }
 
-async fn gateway_bot(State(s): State<AppState>, _caller: Caller) -> Response {
+/// `session_start_limit` is the caller's own: the gateway counts its IDENTIFYs in
+/// the runtime's `session_starts`.
+async fn gateway_bot(State(s): State<AppState>, caller: Caller) -> Response {
+    let l = s.rt.session_starts.limit_of(caller.user.id, std::time::Instant::now());
     ok_json(&serde_json::json!({
         "url": s.rt.config.gateway_url,
         "shards": 1,
-        "session_start_limit": { "total": 1000, "remaining": 1000, "reset_after": 86_400_000u64, "max_concurrency": 1 },
+        "session_start_limit": {
+            "total": l.total,
+            "remaining": l.remaining,
+            "reset_after": l.reset_after_ms,
+            "max_concurrency": l.max_concurrency,
+        },
     }))
 }
