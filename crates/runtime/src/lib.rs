@@ -256,7 +256,11 @@ impl GuildActor {
         if !self.state.guild.members.contains_key(&user) {
             return;
         }
-        let changed = self.state.presences.get(&user) != Some(&presence);
+        // No entry means offline (or invisible): going offline from there is no change.
+        let changed = match self.state.presences.get(&user) {
+            Some(old) => *old != presence,
+            None => !presence.is_offline(),
+        };
         if presence.is_offline() {
             self.state.presences.remove(&user);
         } else {
