@@ -6,6 +6,7 @@ mod common;
 mod dms_users;
 mod durability;
 mod gateway;
+mod gateway_more;
 mod guild_admin;
 mod guild_events;
 mod invites;
