@@ -17,8 +17,10 @@
 //!    a RESUME on another socket taking this session over, the heartbeat deadline
 //!    (`Session::poll_timeout`), and the compressor idle timer.
 //! 3. Inbound message → `Session::handle_frame`: a close code closes the socket;
-//!    op 1 is answered with op 11; IDENTIFY checks the token (4004) and privileged
-//!    intents (4014), registers the session, writes READY, then
+//!    op 1 is answered with op 11; IDENTIFY checks the token (4004), privileged
+//!    intents (4014) and, for bots, the session start limits in
+//!    `guildhall_runtime::session_starts` (op 9 `false`, the client may retry on the
+//!    same socket), registers the session, writes READY, then
 //!    `Runtime::attach_session` makes every guild actor queue GUILD_CREATE; RESUME
 //!    takes the session's [`registry::Core`] from its current owner, replays what
 //!    the client missed and sends RESUMED (or op 9 `false` / 4007); op 3 updates the
