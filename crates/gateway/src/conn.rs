@@ -204,7 +204,7 @@ impl Conn {
 
     /// Encodes and writes one control frame (HELLO, ACK, op 7, op 9).
     async fn send_now(&mut self, frame: Bytes) -> Result<(), End> {
-        let msg = self.encoder.encode(frame);
+        let msg = self.encoder.encode_control(frame);
         GatewayStats::add(&self.gw.stats.bytes_written, msg.bytes().len() as u64);
         let (shared, kick) = match &mut self.live {
             Some(l) => (Some(&*l.shared), Some(&mut l.kick)),
@@ -267,6 +267,11 @@ impl Conn {
                     () = &mut idle, if idle_armed => Wake::Idle,
                 }
             };
+            // Only dispatches (and the first use of a compressor) restart the idle
+            // timer: a heartbeat every `heartbeat_interval` must not keep an otherwise
+            // idle session's compressor alive; after release its ACKs need none.
+            let was_holding = self.encoder.is_holding_state();
+            let dispatching = matches!(wake, Wake::Outbound(Some(_)));
             let result = match wake {
                 Wake::Shutdown => continue,
                 Wake::Kick(Ok(reply)) => {
@@ -318,7 +323,7 @@ impl Conn {
                     end => end,
                 };
             }
-            if self.idle_release_applies() {
+            if self.idle_release_applies() && (dispatching || !was_holding || !idle_armed) {
                 idle.as_mut().reset((Instant::now() + self.gw.config.compressor_idle).into());
                 idle_armed = true;
             }

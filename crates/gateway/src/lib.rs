@@ -33,8 +33,10 @@
 //! 5. Overflow (a push found the queue full) → the session missed an event: drop
 //!    the socket and end the session, so its RESUME gets op 9 `false`.
 //! 6. Heartbeat deadline passed → close 4009 (the session stays resumable).
-//!    Compressor idle for `compressor_idle` → `Encoder::release` (zlib only; a zstd
-//!    context is kept, see `guildhall_proto::compress`).
+//!    Compressor idle for `compressor_idle` since the last dispatch (heartbeats do
+//!    not count) → `Encoder::release` (zlib only; a zstd context is kept, see
+//!    `guildhall_proto::compress`). Control frames (HELLO, op 11, 7, 9) of a session
+//!    without a compressor go out as stored deflate blocks and allocate none.
 //! 7. End: a client close with 1000/1001, an overflow, an invalidation or shutdown
 //!    ends the session (`Runtime::detach_session`). A takeover hands the session to
 //!    the resuming socket. Any other end (dropped TCP, another close code, our own

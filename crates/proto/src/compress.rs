@@ -174,6 +174,32 @@ impl Encoder {
         }
     }
 
+    /// Encodes a small control frame (HELLO, op 11, op 7, op 9). On a zlib-stream
+    /// connection that holds no compressor (never used, or released) the frame goes out as
+    /// a stored deflate block, so an idle session answering heartbeats never allocates a
+    /// compressor. A fresh compressor never refers back to those bytes, and while one is
+    /// held every frame goes through it, so the client's inflate window stays consistent.
+    pub fn encode_control(&mut self, frame: Bytes) -> WsMessage {
+        let Ok(len) = u16::try_from(frame.len()) else { return self.encode(frame) };
+        if self.kind != Compression::ZlibStream || !matches!(self.state, State::Idle) {
+            return self.encode(frame);
+        }
+        let mut out = Vec::with_capacity(frame.len() + 12);
+        if !self.zlib_started {
+            // zlib header: deflate, 32 KiB window, fastest level (0x7801 % 31 == 0).
+            out.extend_from_slice(&[0x78, 0x01]);
+            self.zlib_started = true;
+        }
+        // A stored block (BFINAL 0, BTYPE 00; the stream is byte-aligned after a sync
+        // flush): LEN, NLEN, the bytes; then the empty stored block a sync flush writes.
+        out.push(0);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(&frame);
+        out.extend_from_slice(&[0, 0, 0, 0xff, 0xff]);
+        WsMessage::Binary(Bytes::from(out))
+    }
+
     /// Encodes one dispatch frame from its parts, so the shared body is never concatenated
     /// with its per-session envelope on compressed connections.
     pub fn encode_dispatch(&mut self, frame: &DispatchFrame) -> WsMessage {
@@ -477,6 +503,34 @@ mod tests {
                 assert!(!encoder.is_holding_state());
             }
         }
+    }
+
+    #[test]
+    fn zlib_control_frames_need_no_compressor_while_idle() {
+        let mut encoder = Encoder::new(Compression::ZlibStream, EncoderConfig::default());
+        let mut client = ZlibClient::new();
+        let hello = br#"{"op":10,"d":{"heartbeat_interval":41250},"s":null,"t":null}"#;
+        let ack = br#"{"op":11,"d":null,"s":null,"t":null}"#;
+        let sent = binary(encoder.encode_control(Bytes::from_static(hello)));
+        assert_eq!(&sent[..2], &[0x78, 0x01], "the stream starts with a zlib header");
+        assert!(!encoder.is_holding_state());
+        assert_eq!(client.feed(&sent), hello);
+        for round in 0..3 {
+            let m = binary(encoder.encode(Bytes::from(message(round))));
+            assert_eq!(client.feed(&m), message(round));
+            // While a compressor is held, control frames go through it.
+            let a = binary(encoder.encode_control(Bytes::from_static(ack)));
+            assert!(a.len() < ack.len(), "compressed against the shared history");
+            assert_eq!(client.feed(&a), ack);
+            encoder.release();
+            for _ in 0..2 {
+                let a = binary(encoder.encode_control(Bytes::from_static(ack)));
+                assert!(!encoder.is_holding_state(), "an idle session's ACK allocates nothing");
+                assert_eq!(client.feed(&a), ack);
+            }
+        }
+        let last = binary(encoder.encode(Bytes::from(message(9))));
+        assert_eq!(client.feed(&last), message(9));
     }
 
     #[derive(Clone, Debug)]
