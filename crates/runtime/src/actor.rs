@@ -10,11 +10,13 @@
 //!    returns a [`Change`]: store mutations, events, and a value for the caller.
 //! 3. The mutations go to [`Store::apply`] at once (visible immediately); the
 //!    `Durable` future, the events and the reply wait in a FIFO.
-//! 4. When the head of the FIFO is durable, its events are fanned out and the
-//!    caller gets its value. Writes of many jobs share one fsync; order is kept.
+//! 4. When the head of the FIFO is durable, the caller gets its value and then its
+//!    events are fanned out (before the next job runs). Writes of many jobs share
+//!    one fsync; order is kept.
 //!
 //! Invariant: no event is published and no caller is answered before the write it
-//! describes is durable.
+//! describes is durable. A caller may see its answer slightly before the events
+//! reach sessions, but any job it sends afterwards publishes after them.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -72,10 +74,10 @@ impl<S: Scope> Actor<S> {
     /// Queues a change: applies its writes now, publishes and replies once durable.
     fn submit(&mut self, mutations: Vec<Mutation>, events: Vec<Event>, reply: Reply) {
         if mutations.is_empty() && self.inflight.is_empty() {
+            reply(Ok(()));
             for e in &events {
                 self.state.publish(&self.shared, e);
             }
-            reply(Ok(()));
             return;
         }
         let durable = if mutations.is_empty() { Durable::ready(Ok(())) } else { self.shared.store.apply(mutations) };
@@ -85,10 +87,14 @@ impl<S: Scope> Actor<S> {
     fn complete(&mut self, done: InFlight) {
         match done.result {
             Ok(()) => {
+                // The caller is answered first: the write is durable, and the fan-out
+                // below runs before the actor takes its next job, so no later job's
+                // events can overtake these. The caller's task runs (on another
+                // worker) while the actor fans out, instead of waiting for it.
+                (done.reply)(Ok(()));
                 for e in &done.events {
                     self.state.publish(&self.shared, e);
                 }
-                (done.reply)(Ok(()));
             }
             Err(e) => (done.reply)(Err(e.into())),
         }
