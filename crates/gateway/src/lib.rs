@@ -34,9 +34,10 @@
 //!    the socket and end the session, so its RESUME gets op 9 `false`.
 //! 6. Heartbeat deadline passed → close 4009 (the session stays resumable).
 //!    Compressor idle for `compressor_idle` since the last dispatch (heartbeats do
-//!    not count) → `Encoder::release` (zlib only; a zstd context is kept, see
-//!    `guildhall_proto::compress`). Control frames (HELLO, op 11, 7, 9) of a session
-//!    without a compressor go out as stored deflate blocks and allocate none.
+//!    not count) → `Encoder::release` (a zstd-stream context; zlib-stream holds no
+//!    per-session compressor: bodies are deflated once per event and spliced, see
+//!    `guildhall_proto::compress`). Control frames (HELLO, op 11, 7, 9) go out as
+//!    stored deflate blocks / raw zstd blocks, so a connect allocates no compressor.
 //! 7. End: a client close with 1000/1001, an overflow, an invalidation or shutdown
 //!    ends the session (`Runtime::detach_session`). A takeover hands the session to
 //!    the resuming socket. Any other end (dropped TCP, another close code, our own
@@ -76,7 +77,7 @@ pub struct GatewayConfig {
     pub queue_capacity: usize,
     /// How long a session whose socket dropped stays resumable.
     pub resume_window: Duration,
-    /// Release a zlib compressor after this long without an outbound message.
+    /// Release a zstd-stream context after this long without a dispatch.
     pub compressor_idle: Duration,
     /// Longest time one batched write may take before the connection is dropped.
     pub write_timeout: Duration,
