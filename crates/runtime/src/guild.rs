@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use guildhall_domain::GuildState;
-use guildhall_domain::entity::User;
+use guildhall_domain::entity::{Channel, User, channel_type};
 use guildhall_domain::permissions::channel_permissions;
 use guildhall_domain::wire::{self, ChannelView, MemberView};
-use guildhall_model::id::UserId;
+use guildhall_model::id::{ChannelId, RoleId, UserId};
 use guildhall_model::{Intents, Permissions, Timestamp};
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
@@ -37,20 +37,21 @@ impl GuildScope {
         GuildScope { guild, subscribers: Vec::new(), presences: HashMap::new() }
     }
 
-    /// Whether `session` may receive `event` (intents, shard, visibility).
-    fn admits(&self, session: &SessionHandle, event: &Event, now: Timestamp) -> bool {
+    /// Whether `session` may receive `event` (intents, shard, visibility). `memo`
+    /// answers channel visibility for this event (see [`ViewMemo`]).
+    fn admits(&self, session: &SessionHandle, event: &Event, memo: &mut Option<ViewMemo<'_>>) -> bool {
         if !session.wants_guild(event.guild_id) {
             return false;
         }
         match &event.audience {
-            Audience::Guild { intent, channel, extra } => {
+            Audience::Guild { intent, channel, .. } => {
                 if !session.intents.contains(*intent) {
                     return false;
                 }
-                match channel {
-                    Some(ch) => channel_permissions(&self.guild, session.user_id, *ch, now)
-                        .contains(Permissions::VIEW_CHANNEL | *extra),
-                    None => self.guild.members.contains_key(&session.user_id),
+                match (channel, memo) {
+                    (Some(_), Some(memo)) => memo.admits(session.user_id),
+                    (Some(_), None) => false,
+                    (None, _) => self.guild.members.contains_key(&session.user_id),
                 }
             }
             Audience::GuildWithPermission { intent, permission } => {
@@ -66,9 +67,15 @@ impl GuildScope {
 impl Scope for GuildScope {
     fn publish(&mut self, _shared: &Shared, event: &Event) {
         let now = Timestamp::now();
+        let mut memo = match &event.audience {
+            Audience::Guild { channel: Some(ch), extra, .. } => {
+                Some(ViewMemo::new(&self.guild, *ch, Permissions::VIEW_CHANNEL | *extra, now))
+            }
+            _ => None,
+        };
         let mut gone = false;
         for s in &self.subscribers {
-            if !self.admits(s, event, now) {
+            if !self.admits(s, event, &mut memo) {
                 continue;
             }
             let body = match &event.redacted {
@@ -82,6 +89,63 @@ impl Scope for GuildScope {
         if gone {
             self.subscribers.retain(|s| !s.is_closed());
         }
+    }
+}
+
+/// "May this user see the channel (VIEW_CHANNEL plus extra)?" for one event's
+/// fan-out, equal to `channel_permissions(..).contains(need)` for every user but
+/// computed once per distinct key rather than once per subscriber.
+///
+/// With the guild state fixed (it is, during one publish), `channel_permissions`
+/// for a member who is not the owner and has no member overwrite on the channel
+/// (or on a thread's parent) depends only on the member's role list, whether the
+/// member is timed out at `now`, and, for a private thread, whether the member is
+/// in the thread: that triple is the key. Owners, non-members and members with a
+/// personal overwrite are answered directly.
+pub(crate) struct ViewMemo<'a> {
+    state: &'a GuildState,
+    channel: ChannelId,
+    need: Permissions,
+    now: Timestamp,
+    /// The channel whose overwrites apply: the channel, or a thread's parent.
+    /// `None` (unknown channel or orphan thread): answered directly.
+    overwrites: Option<&'a Channel>,
+    private_thread: bool,
+    known: HashMap<(&'a [RoleId], bool, bool), bool>,
+}
+
+impl<'a> ViewMemo<'a> {
+    pub(crate) fn new(state: &'a GuildState, channel: ChannelId, need: Permissions, now: Timestamp) -> Self {
+        let ch = state.channels.get(&channel);
+        let overwrites = ch.and_then(|c| if channel_type::is_thread(c.kind) { state.parent_of(c) } else { Some(c) });
+        let private_thread = ch.is_some_and(|c| c.kind == channel_type::PRIVATE_THREAD);
+        ViewMemo { state, channel, need, now, overwrites, private_thread, known: HashMap::new() }
+    }
+
+    fn direct(&self, user: UserId) -> bool {
+        channel_permissions(self.state, user, self.channel, self.now).contains(self.need)
+    }
+
+    pub(crate) fn admits(&mut self, user: UserId) -> bool {
+        let state = self.state;
+        let Some(overwrites) = self.overwrites else { return self.direct(user) };
+        if state.is_owner(user) {
+            return self.direct(user);
+        }
+        let Some(member) = state.members.get(&user) else { return self.direct(user) };
+        if overwrites.permission_overwrites.iter().any(|o| o.kind == 1 && o.id.get() == user.get()) {
+            return self.direct(user);
+        }
+        let timed_out = state.is_timed_out(member, self.now);
+        let in_thread =
+            self.private_thread && state.thread_members.get(&self.channel).is_some_and(|m| m.contains_key(&user));
+        let key = (member.roles.as_slice(), timed_out, in_thread);
+        if let Some(v) = self.known.get(&key) {
+            return *v;
+        }
+        let v = self.direct(user);
+        self.known.insert(key, v);
+        v
     }
 }
 
@@ -181,5 +245,193 @@ impl Serialize for GuildCreate<'_> {
         m.serialize_entry("guild_scheduled_events", &[(); 0])?;
         m.serialize_entry("soundboard_sounds", &[(); 0])?;
         m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guildhall_domain::entity::{Guild, Member, Overwrite, Role, ThreadMember};
+    use guildhall_model::id::{GuildId, Id};
+    use proptest::prelude::*;
+
+    const GUILD: u64 = 1000;
+    const OWNER: u64 = 1;
+    const TEXT: u64 = 500;
+    const PUBLIC_THREAD: u64 = 600;
+    const PRIVATE_THREAD: u64 = 601;
+    const ORPHAN_THREAD: u64 = 602;
+    const ROLES: [u64; 4] = [10, 11, 12, 13];
+    const USERS: std::ops::Range<u64> = 1..12;
+
+    fn role(id: u64, permissions: Permissions) -> Role {
+        Role {
+            id: RoleId::new(id),
+            name: format!("r{id}"),
+            color: 0,
+            hoist: false,
+            icon: None,
+            unicode_emoji: None,
+            position: id as i32,
+            permissions,
+            managed: false,
+            mentionable: false,
+            flags: 0,
+            bot_id: None,
+        }
+    }
+
+    fn state() -> GuildState {
+        let g = Guild {
+            id: GuildId::new(GUILD),
+            name: "g".into(),
+            icon: None,
+            description: None,
+            owner_id: Id::new(OWNER),
+            afk_channel_id: None,
+            afk_timeout: 300,
+            verification_level: 0,
+            default_message_notifications: 0,
+            explicit_content_filter: 0,
+            mfa_level: 0,
+            nsfw_level: 0,
+            system_channel_id: None,
+            system_channel_flags: 0,
+            rules_channel_id: None,
+            public_updates_channel_id: None,
+            preferred_locale: "en-US".into(),
+            features: vec![],
+            premium_progress_bar_enabled: false,
+        };
+        let mut s = GuildState::new(g);
+        s.roles.insert(RoleId::new(GUILD), role(GUILD, Permissions::DEFAULT_EVERYONE));
+        for r in ROLES {
+            s.roles.insert(RoleId::new(r), role(r, Permissions::NONE));
+        }
+        let gid = Some(GuildId::new(GUILD));
+        s.channels.insert(Id::new(TEXT), Channel::new(Id::new(TEXT), channel_type::GUILD_TEXT, gid));
+        for (id, kind, parent) in [
+            (PUBLIC_THREAD, channel_type::PUBLIC_THREAD, TEXT),
+            (PRIVATE_THREAD, channel_type::PRIVATE_THREAD, TEXT),
+            (ORPHAN_THREAD, channel_type::PUBLIC_THREAD, 999),
+        ] {
+            let mut c = Channel::new(Id::new(id), kind, gid);
+            c.parent_id = Some(Id::new(parent));
+            s.channels.insert(Id::new(id), c);
+        }
+        for u in USERS {
+            s.members.insert(Id::new(u), Member::new(Id::new(u), Timestamp(0)));
+        }
+        s
+    }
+
+    /// One random change to the guild: what role/overwrite/member/owner edits do.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        RolePermissions(usize, u64),
+        MemberRoles(u64, Vec<usize>),
+        Overwrite { target: u64, kind: u8, allow: u64, deny: u64 },
+        ClearOverwrites,
+        Timeout(u64, Option<u64>),
+        ThreadMember(u64, bool),
+        Owner(u64),
+        Leave(u64),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        let user = USERS.start..USERS.end + 1;
+        prop_oneof![
+            (0..ROLES.len() + 1, any::<u64>()).prop_map(|(r, p)| Edit::RolePermissions(r, p)),
+            (user.clone(), proptest::collection::vec(0..ROLES.len(), 0..4)).prop_map(|(u, r)| Edit::MemberRoles(u, r)),
+            (prop_oneof![Just(GUILD), 10u64..14, user.clone()], 0u8..2, any::<u64>(), any::<u64>())
+                .prop_map(|(target, kind, allow, deny)| Edit::Overwrite { target, kind, allow, deny }),
+            Just(Edit::ClearOverwrites),
+            (user.clone(), proptest::option::of(0u64..20)).prop_map(|(u, t)| Edit::Timeout(u, t)),
+            (user.clone(), any::<bool>()).prop_map(|(u, b)| Edit::ThreadMember(u, b)),
+            user.clone().prop_map(Edit::Owner),
+            user.prop_map(Edit::Leave),
+        ]
+    }
+
+    fn apply(s: &mut GuildState, e: &Edit) {
+        let mask = |v: u64| {
+            // Keep ADMINISTRATOR rare so the overwrite paths are exercised.
+            let p = Permissions(v).truncate();
+            if v.is_multiple_of(8) { p } else { p & !Permissions::ADMINISTRATOR }
+        };
+        let role_id = |i: usize| RoleId::new(if i == ROLES.len() { GUILD } else { ROLES[i] });
+        match e {
+            Edit::RolePermissions(r, p) => s.roles.get_mut(&role_id(*r)).unwrap().permissions = mask(*p),
+            Edit::MemberRoles(u, roles) => {
+                if let Some(m) = s.members.get_mut(&Id::new(*u)) {
+                    m.roles = roles.iter().map(|r| RoleId::new(ROLES[*r])).collect();
+                }
+            }
+            Edit::Overwrite { target, kind, allow, deny } => {
+                let c = s.channels.get_mut(&Id::new(TEXT)).unwrap();
+                c.permission_overwrites.retain(|o| o.id.get() != *target);
+                c.permission_overwrites.push(Overwrite {
+                    id: Id::new(*target),
+                    kind: *kind,
+                    allow: mask(*allow),
+                    deny: mask(*deny),
+                });
+            }
+            Edit::ClearOverwrites => s.channels.get_mut(&Id::new(TEXT)).unwrap().permission_overwrites.clear(),
+            Edit::Timeout(u, t) => {
+                if let Some(m) = s.members.get_mut(&Id::new(*u)) {
+                    m.communication_disabled_until = t.map(Timestamp);
+                }
+            }
+            Edit::ThreadMember(u, add) => {
+                let members = s.thread_members.entry(Id::new(PRIVATE_THREAD)).or_default();
+                if *add {
+                    let tm = ThreadMember {
+                        thread_id: Id::new(PRIVATE_THREAD),
+                        user_id: Id::new(*u),
+                        join_timestamp: Timestamp(0),
+                        flags: 0,
+                    };
+                    members.insert(Id::new(*u), tm);
+                } else {
+                    members.remove(&Id::new(*u));
+                }
+            }
+            Edit::Owner(u) => s.guild.owner_id = Id::new(*u),
+            Edit::Leave(u) => {
+                s.members.remove(&Id::new(*u));
+            }
+        }
+    }
+
+    proptest! {
+        /// After any sequence of edits, the memoized answer equals
+        /// `channel_permissions` for every user, channel and requirement, whatever
+        /// order the users are asked in (so cached entries are reused).
+        #[test]
+        fn view_memo_equals_channel_permissions(
+            edits in proptest::collection::vec(edit(), 0..40),
+            order in Just((USERS.start..USERS.end + 2).collect::<Vec<u64>>()).prop_shuffle(),
+        ) {
+            let mut s = state();
+            let now = Timestamp(10);
+            for (i, e) in edits.iter().enumerate() {
+                apply(&mut s, e);
+                if i % 4 != 3 && i + 1 != edits.len() {
+                    continue;
+                }
+                for ch in [TEXT, PUBLIC_THREAD, PRIVATE_THREAD, ORPHAN_THREAD, 777] {
+                    for need in [Permissions::VIEW_CHANNEL, Permissions::VIEW_CHANNEL | Permissions::SEND_MESSAGES] {
+                        let mut memo = ViewMemo::new(&s, Id::new(ch), need, now);
+                        for _ in 0..2 {
+                            for &u in &order {
+                                let direct = channel_permissions(&s, Id::new(u), Id::new(ch), now).contains(need);
+                                prop_assert_eq!(memo.admits(Id::new(u)), direct, "user {} channel {}", u, ch);
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
