@@ -6,6 +6,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use guildhall::{Config, Server};
 
+/// mimalloc instead of glibc malloc: see "Known trade-offs" in ARCHITECTURE.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "guildhall", version, about = "A self-hosted chat server that speaks Discord's API")]
 struct Cli {
