@@ -136,7 +136,9 @@ pub(crate) async fn run_accepted(gw: Arc<Gateway>, stream: Box<dyn Io>, up: Upgr
     } else {
         conn.serve().await
     };
-    conn.finish(end).await;
+    // Boxed (as are the rare steps in `serve`): the task's own state stays small while
+    // the connection idles.
+    Box::pin(conn.finish(end)).await;
 }
 
 fn to_message(msg: WsMessage) -> Message {
@@ -243,12 +245,12 @@ impl Conn {
         let mut idle_armed = false;
         loop {
             if *shutdown.borrow_and_update() {
-                return self.shutdown().await;
+                return Box::pin(self.shutdown()).await;
             }
             if let Some(live) = &self.live
                 && live.shared.overflowed.load(Ordering::Acquire)
             {
-                return self.overflowed().await;
+                return Box::pin(self.overflowed()).await;
             }
             // Step 2.
             let wake = {
@@ -275,7 +277,8 @@ impl Conn {
             let result = match wake {
                 Wake::Shutdown => continue,
                 Wake::Kick(Ok(reply)) => {
-                    self.close_with(CloseCode::UnknownError, "Session resumed on another connection.", false).await;
+                    Box::pin(self.close_with(CloseCode::UnknownError, "Session resumed on another connection.", false))
+                        .await;
                     return End::Kicked(reply);
                 }
                 Wake::Kick(Err(_)) => {
@@ -287,12 +290,14 @@ impl Conn {
                 Wake::Overflow => continue,
                 // Step 3.
                 Wake::Inbound(None) => Err(End::Dropped),
-                Wake::Inbound(Some(Err(WsError::Capacity(_)))) => Err(self.close(CloseCode::DecodeError).await),
+                Wake::Inbound(Some(Err(WsError::Capacity(_)))) => {
+                    Err(Box::pin(self.close(CloseCode::DecodeError)).await)
+                }
                 Wake::Inbound(Some(Err(_))) => Err(End::Dropped),
                 Wake::Inbound(Some(Ok(msg))) => {
                     let r = match msg {
-                        Message::Text(t) => self.inbound(t.as_bytes()).await,
-                        Message::Binary(b) => self.inbound(&b).await,
+                        Message::Text(t) => Box::pin(self.inbound(t.as_bytes())).await,
+                        Message::Binary(b) => Box::pin(self.inbound(&b)).await,
                         Message::Close(frame) => Err(End::ClientClosed(frame.map(|f| u16::from(f.code)))),
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(()),
                     };
@@ -301,10 +306,10 @@ impl Conn {
                 }
                 // Step 4.
                 Wake::Outbound(None) => Err(End::Invalidated),
-                Wake::Outbound(Some(item)) => self.deliver(item).await,
+                Wake::Outbound(Some(item)) => Box::pin(self.deliver(item)).await,
                 // Step 5.
                 Wake::Heartbeat => match self.session.handle_timeout(Instant::now()) {
-                    Err(code) => Err(self.close(code).await),
+                    Err(code) => Err(Box::pin(self.close(code)).await),
                     Ok(()) => {
                         heartbeat.as_mut().reset(self.session.poll_timeout().into());
                         Ok(())
@@ -319,7 +324,7 @@ impl Conn {
             };
             if let Err(end) = result {
                 return match end {
-                    End::Overflow => self.overflowed().await,
+                    End::Overflow => Box::pin(self.overflowed()).await,
                     end => end,
                 };
             }

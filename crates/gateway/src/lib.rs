@@ -81,7 +81,9 @@ pub struct GatewayConfig {
     pub compressor_idle: Duration,
     /// Longest time one batched write may take before the connection is dropped.
     pub write_timeout: Duration,
-    /// tungstenite's read buffer (allocated per connection up front).
+    /// tungstenite's read buffer (allocated per connection up front, kept for the
+    /// connection's life). Small: client payloads are a few hundred bytes (IDENTIFY, op 1)
+    /// and a bigger frame makes tungstenite reserve what it needs.
     pub read_buffer_size: usize,
     /// Frames are buffered up to this many bytes before a write; a flush writes the
     /// rest. Lets a batch go out in one syscall.
@@ -108,7 +110,7 @@ impl Default for GatewayConfig {
             resume_window: Duration::from_secs(120),
             compressor_idle: Duration::from_secs(45),
             write_timeout: Duration::from_secs(15),
-            read_buffer_size: 4096,
+            read_buffer_size: 512,
             write_buffer_size: 16 * 1024,
             max_message_size: 16 * 1024,
             max_batch: 256,
