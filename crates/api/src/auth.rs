@@ -99,10 +99,18 @@ pub fn token_from_header(value: &str) -> &str {
     v.strip_prefix("Bot ").or_else(|| v.strip_prefix("Bearer ")).unwrap_or(v).trim()
 }
 
+/// The user whose token the rate-limit middleware already verified for this
+/// request (request extension), so [`Caller`] does not verify it again.
+#[derive(Clone, Debug)]
+pub(crate) struct Verified(pub(crate) Arc<User>);
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(Verified(user)) = parts.extensions.get::<Verified>() {
+            return Ok(Caller { user: user.clone() });
+        }
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let user = header
             .map(token_from_header)

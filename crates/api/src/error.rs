@@ -61,6 +61,13 @@ pub fn ok_json(body: &impl serde::Serialize) -> Response {
     json_response(StatusCode::OK, body)
 }
 
+/// 200 with a body that is already JSON (rendered once, e.g. next to an event).
+pub fn ok_json_bytes(bytes: impl Into<axum::body::Body>) -> Response {
+    let mut res = (StatusCode::OK, bytes.into()).into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
 /// 201 with a JSON body.
 pub fn created_json(body: &impl serde::Serialize) -> Response {
     json_response(StatusCode::CREATED, body)

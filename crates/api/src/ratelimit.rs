@@ -241,12 +241,16 @@ pub fn route_template(matched: &str) -> &str {
 /// (`ConnectInfo<SocketAddr>`, when the server provides it). `None` when neither
 /// is known: such requests are not limited, since one bucket shared by every
 /// anonymous client would let one of them lock out all the others.
-fn caller_key(layer: &RateLimitLayer, req: &Request) -> Option<u64> {
+/// A verified token's user is left in the request's extensions for the `Caller`
+/// extractor, so the token is verified once per request.
+fn caller_key(layer: &RateLimitLayer, req: &mut Request) -> Option<u64> {
     let header = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if let Some(user) =
         header.map(crate::auth::token_from_header).and_then(|t| layer.app.tokens.verify(t, &layer.app.rt.directory))
     {
-        return Some(user.id.get());
+        let id = user.id.get();
+        req.extensions_mut().insert(crate::auth::Verified(user));
+        return Some(id);
     }
     let ConnectInfo(crate::PeerAddr(addr)) = req.extensions().get::<ConnectInfo<crate::PeerAddr>>()?;
     Some(match addr.ip() {
@@ -338,7 +342,7 @@ fn method_tag(m: &Method) -> &[u8] {
 }
 
 /// The axum middleware (`route_layer` on the API routes, so the matched path is known).
-pub async fn middleware(State(layer): State<RateLimitLayer>, req: Request, next: Next) -> Response {
+pub async fn middleware(State(layer): State<RateLimitLayer>, mut req: Request, next: Next) -> Response {
     if !layer.limiter.enabled() {
         return next.run(req).await;
     }
@@ -350,7 +354,7 @@ pub async fn middleware(State(layer): State<RateLimitLayer>, req: Request, next:
     // Inside the nested API router the URI has lost its mount prefix; the matched
     // path has not. Compare both without it.
     let major = major_key(limiter, route_template(matched.as_str()), route_template(req.uri().path()));
-    let Some(caller) = caller_key(&layer, &req) else {
+    let Some(caller) = caller_key(&layer, &mut req) else {
         return next.run(req).await;
     };
     match limiter.check(caller, route, major) {

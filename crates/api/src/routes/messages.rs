@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::access::{guild_channel_access, private_channel_access};
 use crate::auth::Caller;
-use crate::error::{ApiResult, no_content, ok_json};
+use crate::error::{ApiResult, no_content, ok_json, ok_json_bytes};
 use crate::extract::{DiscordJson, DiscordQuery, message_path, path_id, query_id, query_limit};
 use crate::render::Ctx;
 use crate::routes::guild_common::guild_of_channel;
@@ -289,10 +289,13 @@ pub async fn send_message(s: &AppState, caller: &Caller, channel: ChannelId, new
                         let mut view = MessageView::new(&msg, &ctx);
                         view.nonce = new.nonce.as_ref();
                         view.referenced = referenced.as_ref().map(Some);
-                        let rest = serde_json::to_value(&view).unwrap_or_default();
+                        let rest = to_bytes(&view);
+                        // The event is the REST body plus guild_id and member:
+                        // append them rather than render the message again.
+                        let member_view = member.as_ref().map(|m| MemberView::new(m, None));
+                        let body = with_entries(&rest, &EventExtras { guild_id: msg.guild_id, member: &member_view });
                         view.include_guild_id = true;
-                        view.member = member.as_ref().map(|m| MemberView::new(m, None));
-                        let body = to_bytes(&view);
+                        view.member = member_view;
                         view.redact_content = true;
                         let redacted = to_bytes(&view);
                         let mut exempt = msg.mentions.clone();
@@ -356,15 +359,45 @@ pub async fn send_message(s: &AppState, caller: &Caller, channel: ChannelId, new
                         let ctx = Ctx { users, base: &base };
                         let mut view = MessageView::new(&msg, &ctx);
                         view.nonce = new.nonce.as_ref();
-                        let rest = serde_json::to_value(&view).unwrap_or_default();
-                        (Event::users("MESSAGE_CREATE", recipients, Intents::DIRECT_MESSAGES, &view), rest)
+                        let rest = to_bytes(&view);
+                        let event = Event {
+                            name: "MESSAGE_CREATE",
+                            body: rest.clone(),
+                            audience: Audience::Users { users: recipients, intent: Intents::DIRECT_MESSAGES },
+                            redacted: None,
+                            guild_id: None,
+                        };
+                        (event, rest)
                     });
                     Ok(Change::write(vec![Mutation::PutMessage(msg)], vec![event], rest))
                 })
                 .await?
         }
     };
-    Ok(ok_json(&value))
+    Ok(ok_json_bytes(value))
+}
+
+/// The fields a guild MESSAGE_CREATE has on top of the REST message.
+#[derive(serde::Serialize)]
+struct EventExtras<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guild_id: Option<guildhall_model::id::GuildId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    member: &'a Option<MemberView<'a>>,
+}
+
+/// `object` (a rendered JSON object) with the top-level entries of `extra` (an
+/// object with none of the same keys) appended.
+fn with_entries(object: &bytes::Bytes, extra: &impl serde::Serialize) -> bytes::Bytes {
+    let extra = serde_json::to_vec(extra).expect("views always serialize");
+    if extra.len() <= 2 || object.len() < 2 {
+        return object.clone();
+    }
+    let mut out = Vec::with_capacity(object.len() + extra.len());
+    out.extend_from_slice(&object[..object.len() - 1]);
+    out.push(b',');
+    out.extend_from_slice(&extra[1..]);
+    out.into()
 }
 
 #[derive(Deserialize, Default)]
@@ -779,4 +812,19 @@ async fn typing(State(s): State<AppState>, caller: Caller, Path(channel_id): Pat
     })
     .await?;
     Ok(no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_entries_appends_top_level_fields() {
+        let base = bytes::Bytes::from_static(br#"{"id":"1","content":"a}"}"#);
+        let joined = with_entries(&base, &serde_json::json!({ "guild_id": "2", "member": { "roles": [] } }));
+        let v: serde_json::Value = serde_json::from_slice(&joined).unwrap();
+        assert_eq!(v, serde_json::json!({ "id": "1", "content": "a}", "guild_id": "2", "member": { "roles": [] } }));
+        // Nothing to add: the same bytes.
+        assert_eq!(with_entries(&base, &EventExtras { guild_id: None, member: &None }), base);
+    }
 }
