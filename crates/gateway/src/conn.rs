@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsClos
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use crate::batch::{self, OutMsg};
 use crate::handshake::{self, Upgrade};
 use crate::registry::{self, Core, Kick};
 use crate::stats::GatewayStats;
@@ -188,6 +189,9 @@ async fn guarded(
         }
     };
     tokio::select! {
+        // The write first: when it completes at once (the usual case), the guards are
+        // never polled and register nothing.
+        biased;
         r = timeout(limit, write) => match r {
             Ok(Ok(())) => Ok(()),
             _ => Err(End::Dropped),
@@ -503,39 +507,44 @@ impl Conn {
     }
 
     /// Step 4: writes `first` and everything else already queued (up to
-    /// `max_batch`), then flushes once.
+    /// `max_batch`) with vectored writes straight to the socket (see [`batch`]): plain
+    /// frames go out as their parts, so the shared body is never copied per session.
     async fn deliver(&mut self, first: Outbound) -> Result<(), End> {
         let Some(live) = self.live.as_mut() else { return Ok(()) };
         let max_batch = self.gw.config.max_batch;
-        let stats = &self.gw.stats;
-        let ws = &mut self.ws;
-        let session = &mut self.session;
-        let encoder = &mut self.encoder;
-        let rx = &mut live.rx;
+        let mut msgs = Vec::new();
         let mut control = None;
-        let work = async {
-            let mut item = Some(first);
-            let mut count = 0usize;
-            while let Some(it) = item.take() {
-                match it {
-                    Outbound::Dispatch(name, body) => {
-                        let frame = session.dispatch(name, &body);
-                        let msg = encoder.encode_dispatch(&frame);
-                        GatewayStats::add(&stats.bytes_written, msg.bytes().len() as u64);
-                        count += 1;
-                        ws.feed(to_message(msg)).await?;
-                    }
-                    other => {
-                        control = Some(other);
-                        break;
-                    }
+        let mut bytes = 0usize;
+        let mut item = Some(first);
+        while let Some(it) = item.take() {
+            match it {
+                Outbound::Dispatch(name, body) => {
+                    let frame = self.session.dispatch(name, &body);
+                    let msg = match self.encoder.compression() {
+                        Compression::None => OutMsg::text(frame),
+                        _ => OutMsg::binary(self.encoder.encode_dispatch(&frame).bytes().clone()),
+                    };
+                    bytes += msg.len();
+                    msgs.push(msg);
                 }
-                if count < max_batch {
-                    item = rx.try_recv().ok();
+                other => {
+                    control = Some(other);
+                    break;
                 }
             }
-            GatewayStats::add(&stats.dispatches_delivered, count as u64);
-            ws.flush().await
+            if msgs.len() < max_batch {
+                item = live.rx.try_recv().ok();
+            }
+        }
+        let stats = &self.gw.stats;
+        GatewayStats::add(&stats.bytes_written, bytes as u64);
+        GatewayStats::add(&stats.dispatches_delivered, msgs.len() as u64);
+        let ws = &mut self.ws;
+        let work = async {
+            // Anything tungstenite still holds (a queued pong) goes first, so the
+            // frames below never interleave with a partly written one.
+            ws.flush().await?;
+            batch::write_batch(ws.get_mut(), &msgs).await.map_err(WsError::Io)
         };
         guarded(self.gw.config.write_timeout, Some(&*live.shared), Some(&mut live.kick), work).await?;
         match control {

@@ -26,10 +26,11 @@
 //!    the client missed and sends RESUMED (or op 9 `false` / 4007); op 3 updates the
 //!    presence; op 8 runs a member query on the guild actor; op 4/31/43 are ignored.
 //! 4. Outbound item → drain everything else ready in the queue (up to
-//!    `max_batch`), number each dispatch (`Session::dispatch`), encode it, `feed` it
-//!    to the socket, and `flush` once: one write for many frames. The flush races
-//!    the write timeout and the overflow flag, so a client that stopped reading
-//!    cannot hold the task.
+//!    `max_batch`), number each dispatch (`Session::dispatch`), encode it (plain
+//!    frames stay as head + shared body + `}`), and write the whole batch with
+//!    vectored writes straight to the socket (`batch`): one `writev` for many frames,
+//!    no per-session copy of a plain body. The write races the write timeout and the
+//!    overflow flag, so a client that stopped reading cannot hold the task.
 //! 5. Overflow (a push found the queue full) → the session missed an event: drop
 //!    the socket and end the session, so its RESUME gets op 9 `false`.
 //! 6. Heartbeat deadline passed → close 4009 (the session stays resumable).
@@ -48,6 +49,7 @@
 //! Shutdown ([`Gateway::shutdown`]): every live connection gets op 7 RECONNECT and a
 //! 4000 close; the function returns once every connection task has ended.
 
+mod batch;
 pub mod conn;
 pub mod handshake;
 pub mod members;
