@@ -3,6 +3,7 @@
 //! from the store at start; the single writer of each entry keeps it current.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use guildhall_domain::entity::{Application, User};
@@ -18,6 +19,9 @@ pub enum ChannelHome {
 #[derive(Default)]
 pub struct Directory {
     users: RwLock<HashMap<UserId, Arc<User>>>,
+    /// Bumped (under the `users` write lock) on every user change, for caches of
+    /// rendered objects that show users.
+    users_version: AtomicU64,
     /// Lower-cased username → user, for login and uniqueness.
     usernames: RwLock<HashMap<String, UserId>>,
     /// Lower-cased email → user.
@@ -60,7 +64,11 @@ impl Directory {
     /// Inserts or replaces a user and its login indexes.
     pub fn put_user(&self, user: User) {
         let user = Arc::new(user);
-        let old = write(&self.users).insert(user.id, user.clone());
+        let old = {
+            let mut users = write(&self.users);
+            self.users_version.fetch_add(1, Ordering::Relaxed);
+            users.insert(user.id, user.clone())
+        };
         let mut names = write(&self.usernames);
         let mut emails = write(&self.emails);
         if let Some(old) = old {
@@ -79,6 +87,19 @@ impl Directory {
     /// many objects.
     pub fn with_users<R>(&self, f: impl FnOnce(&HashMap<UserId, Arc<User>>) -> R) -> R {
         f(&read(&self.users))
+    }
+
+    /// Like [`Directory::with_users`], also passing the users' version (see
+    /// [`Directory::users_version`]) that the map is at.
+    pub fn with_users_at<R>(&self, f: impl FnOnce(&HashMap<UserId, Arc<User>>, u64) -> R) -> R {
+        let users = read(&self.users);
+        f(&users, self.users_version.load(Ordering::Relaxed))
+    }
+
+    /// Changes whenever a user is added or changed.
+    pub fn users_version(&self) -> u64 {
+        let _users = read(&self.users);
+        self.users_version.load(Ordering::Relaxed)
     }
 
     pub fn application(&self, id: ApplicationId) -> Option<Arc<Application>> {

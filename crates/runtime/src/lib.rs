@@ -15,6 +15,7 @@ pub mod directory;
 pub mod error;
 pub mod event;
 pub mod guild;
+pub mod page_cache;
 pub mod presence;
 pub mod private;
 pub mod session;
@@ -60,6 +61,8 @@ pub struct Shared {
     /// IDENTIFY counters, read by the gateway and `GET /gateway/bot`.
     pub session_starts: session_starts::SessionStarts,
     pub config: RuntimeConfig,
+    /// Rendered latest-history pages (REST), keyed by store and user versions.
+    pub history_pages: page_cache::PageCache,
     guilds: RwLock<HashMap<GuildId, GuildHandle>>,
     private: RwLock<Option<PrivateHandle>>,
     /// Current presence of each user with at least one session.
@@ -85,6 +88,7 @@ impl Shared {
             sessions: Sessions::default(),
             session_starts: session_starts::SessionStarts::new(config.session_starts),
             config,
+            history_pages: page_cache::PageCache::default(),
             guilds: RwLock::new(HashMap::new()),
             private: RwLock::new(None),
             presences: RwLock::new(HashMap::new()),

@@ -502,6 +502,10 @@ impl Store for EmbeddedStore {
         Ok(page[..limit.min(page.len())].into())
     }
 
+    fn message_version(&self, channel: ChannelId) -> Option<u64> {
+        Some(self.inner.version(channel))
+    }
+
     fn pinned_messages(&self, channel: ChannelId) -> Result<Vec<Message>, StoreError> {
         let inner = &*self.inner;
         let mut pins = Vec::new();

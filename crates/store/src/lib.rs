@@ -141,6 +141,13 @@ pub trait Store: Send + Sync + 'static {
     fn message(&self, channel: ChannelId, id: MessageId) -> Result<Option<Message>, StoreError>;
     /// A page of history, always returned newest first, at most `limit` (≤ 100).
     fn messages(&self, channel: ChannelId, query: HistoryQuery, limit: usize) -> Result<Arc<[Message]>, StoreError>;
+    /// The channel's message write version: it changes whenever a write to the
+    /// channel's messages becomes visible (the key of the latest-page cache), so
+    /// callers may cache what they derive from the latest page under it. `None`
+    /// when the backend keeps no such version.
+    fn message_version(&self, _channel: ChannelId) -> Option<u64> {
+        None
+    }
     /// Pinned messages, most recently pinned first.
     fn pinned_messages(&self, channel: ChannelId) -> Result<Vec<Message>, StoreError>;
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;

@@ -11,6 +11,7 @@ use guildhall_model::error_code;
 use guildhall_model::id::{ChannelId, MessageId, RoleId, UserId};
 use guildhall_model::{Intents, Permissions, Timestamp};
 use guildhall_runtime::event::{Redacted, to_bytes};
+use guildhall_runtime::page_cache::PageKey;
 use guildhall_runtime::{Audience, Change, ChannelHome, Error, ErrorKind, Event, FormErrors, GuildActor, PrivateActor};
 use guildhall_store::{HistoryQuery, Mutation};
 use serde::Deserialize;
@@ -436,8 +437,21 @@ async fn list_messages(
     if !access.permissions.contains(Permissions::READ_MESSAGE_HISTORY) {
         return Ok(ok_json(&[(); 0]));
     }
+    // The latest page is served from its rendered bytes while neither the
+    // channel's messages nor any user changed (runtime::page_cache).
+    let cached_at = match query {
+        HistoryQuery::Latest => s.rt.store.message_version(channel),
+        _ => None,
+    };
+    let lookup = |users_version| PageKey { store_version: 0, users_version, limit, viewer: Some(me) };
+    if let Some(store_version) = cached_at {
+        let key = PageKey { store_version, ..lookup(s.rt.directory.users_version()) };
+        if let Some(bytes) = s.rt.history_pages.get(channel, key) {
+            return Ok(ok_json_bytes(bytes));
+        }
+    }
     let page = s.rt.store.messages(channel, query, limit)?;
-    let body = s.rt.directory.with_users(|users| {
+    let (body, users_version) = s.rt.directory.with_users_at(|users, users_version| {
         let ctx = Ctx { users, base: &s.rt.config.public_url };
         let views: Vec<MessageView<Ctx>> = page
             .iter()
@@ -447,12 +461,19 @@ async fn list_messages(
                 v
             })
             .collect();
-        serde_json::to_vec(&views).unwrap_or_default()
+        (bytes::Bytes::from(serde_json::to_vec(&views).unwrap_or_default()), users_version)
     });
-    let mut res = axum::response::IntoResponse::into_response(body);
-    res.headers_mut()
-        .insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
-    Ok(res)
+    // Cached only if no write to the channel became visible since the version was
+    // read (the page is then exactly that version's).
+    if let Some(store_version) = cached_at
+        && s.rt.store.message_version(channel) == Some(store_version)
+    {
+        // Only reactions (`me`) depend on the viewer.
+        let viewer = page.iter().any(|m| !m.reactions.is_empty()).then_some(me);
+        let key = PageKey { store_version, viewer, ..lookup(users_version) };
+        s.rt.history_pages.put(channel, key, body.clone());
+    }
+    Ok(ok_json_bytes(body))
 }
 
 /// `GET /channels/{id}/messages/{msg}`: needs READ_MESSAGE_HISTORY (50001 without).
