@@ -7,6 +7,7 @@
 use std::io::{self, IoSlice};
 
 use bytes::Bytes;
+use guildhall_proto::WsMessage;
 use guildhall_proto::frame::DispatchFrame;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -36,8 +37,21 @@ impl OutMsg {
     }
 
     /// A binary message carrying `bytes`.
-    pub(crate) fn binary(bytes: Bytes) -> OutMsg {
-        let (ws_head, ws_head_len) = ws_head(0x2, bytes.len());
+    #[cfg(test)]
+    fn binary(bytes: Bytes) -> OutMsg {
+        Self::bytes(0x2, bytes)
+    }
+
+    /// The message the encoder produced (text without compression, else binary).
+    pub(crate) fn from_ws(msg: WsMessage) -> OutMsg {
+        match msg {
+            WsMessage::Text(b) => Self::bytes(0x1, b),
+            WsMessage::Binary(b) => Self::bytes(0x2, b),
+        }
+    }
+
+    fn bytes(opcode: u8, bytes: Bytes) -> OutMsg {
+        let (ws_head, ws_head_len) = ws_head(opcode, bytes.len());
         OutMsg { ws_head, ws_head_len, payload: Payload::Bytes(bytes) }
     }
 

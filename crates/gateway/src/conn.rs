@@ -13,8 +13,8 @@ use guildhall_domain::entity::{Application, User};
 use guildhall_domain::wire::CurrentUserView;
 use guildhall_model::Intents;
 use guildhall_model::gateway::CloseCode;
-use guildhall_proto::frame;
-use guildhall_proto::{Command, Compression, Encoder, Identify, Resume, ResumeError, Session, WsMessage, ZstdRelease};
+use guildhall_proto::frame::{self, DispatchFrame};
+use guildhall_proto::{Command, Compression, Encoder, Identify, Resume, ResumeError, Session, ZstdRelease};
 use guildhall_runtime::SessionHandle;
 use guildhall_runtime::event::{Outbound, to_bytes};
 use guildhall_runtime::session::SessionShared;
@@ -23,9 +23,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::batch::{self, OutMsg};
 use crate::handshake::{self, Upgrade};
@@ -142,13 +142,12 @@ pub(crate) async fn run_accepted(gw: Arc<Gateway>, stream: Box<dyn Io>, up: Upgr
     Box::pin(conn.finish(end)).await;
 }
 
-fn to_message(msg: WsMessage) -> Message {
-    match msg {
-        WsMessage::Binary(b) => Message::Binary(b),
-        WsMessage::Text(b) => {
-            let copy = b.clone();
-            Message::Text(Utf8Bytes::try_from(b).unwrap_or_else(|_| String::from_utf8_lossy(&copy).into_owned().into()))
-        }
+/// The WebSocket message of one dispatch: plain frames keep their parts (the shared
+/// body is not copied), compressed ones are encoded.
+fn out_dispatch(encoder: &mut Encoder, frame: DispatchFrame) -> OutMsg {
+    match encoder.compression() {
+        Compression::None => OutMsg::text(frame),
+        _ => OutMsg::from_ws(encoder.encode_dispatch(&frame)),
     }
 }
 
@@ -210,13 +209,8 @@ impl Conn {
 
     /// Encodes and writes one control frame (HELLO, ACK, op 7, op 9).
     async fn send_now(&mut self, frame: Bytes) -> Result<(), End> {
-        let msg = self.encoder.encode_control(frame);
-        GatewayStats::add(&self.gw.stats.bytes_written, msg.bytes().len() as u64);
-        let (shared, kick) = match &mut self.live {
-            Some(l) => (Some(&*l.shared), Some(&mut l.kick)),
-            None => (None, None),
-        };
-        guarded(self.gw.config.write_timeout, shared, kick, self.ws.send(to_message(msg))).await
+        let msg = OutMsg::from_ws(self.encoder.encode_control(frame));
+        self.write(vec![msg]).await
     }
 
     /// Sends a close frame; with `wait`, reads until the client answers (bounded).
@@ -413,7 +407,10 @@ impl Conn {
         self.session.identified(session_id.as_str());
         let ready = ready_body(&gw, &user, app.as_deref(), &handle, &session_id);
         let frame = self.session.dispatch("READY", &ready);
-        let msg = self.encoder.encode_dispatch(&frame);
+        // READY is never replayed (a RESUME needs the session_id READY carries), so the
+        // idle session does not keep its body.
+        self.session.forget_replay_through(frame.seq());
+        let msg = out_dispatch(&mut self.encoder, frame);
         let (generation, kick) = gw.registry.insert(&session_id, user.id);
         GatewayStats::add(&gw.stats.sessions_open, 1);
         GatewayStats::add(&gw.stats.identifies, 1);
@@ -459,7 +456,7 @@ impl Conn {
         match self.session.resume(outbox, r.seq) {
             Ok(replay) => {
                 for f in replay {
-                    msgs.push(self.encoder.encode_dispatch(&f));
+                    msgs.push(out_dispatch(&mut self.encoder, f));
                 }
             }
             Err(ResumeError::SeqAhead { .. }) => {
@@ -473,7 +470,7 @@ impl Conn {
         }
         GatewayStats::add(&gw.stats.dispatches_delivered, msgs.len() as u64);
         let resumed = self.session.resumed_frame();
-        msgs.push(self.encoder.encode_dispatch(&resumed));
+        msgs.push(out_dispatch(&mut self.encoder, resumed));
         let (generation, kick) = gw.registry.insert(&r.session_id, user.id);
         GatewayStats::add(&gw.stats.resumes, 1);
         self.live = Some(Live {
@@ -488,22 +485,24 @@ impl Conn {
         self.write(msgs).await
     }
 
-    /// Feeds every message, then flushes once.
-    async fn write(&mut self, msgs: Vec<WsMessage>) -> Result<(), End> {
-        let bytes: usize = msgs.iter().map(|m| m.bytes().len()).sum();
+    /// Writes `msgs` with vectored writes straight to the socket ([`batch`]), guarded
+    /// like every write. tungstenite itself only ever writes pongs and close frames, so
+    /// its write buffer stays unallocated.
+    async fn write(&mut self, msgs: Vec<OutMsg>) -> Result<(), End> {
+        let bytes: usize = msgs.iter().map(OutMsg::len).sum();
         GatewayStats::add(&self.gw.stats.bytes_written, bytes as u64);
         let ws = &mut self.ws;
         let (shared, kick) = match &mut self.live {
             Some(l) => (Some(&*l.shared), Some(&mut l.kick)),
             None => (None, None),
         };
-        guarded(self.gw.config.write_timeout, shared, kick, async {
-            for m in msgs {
-                ws.feed(to_message(m)).await?;
-            }
-            ws.flush().await
-        })
-        .await
+        let work = async {
+            // Anything tungstenite still holds (a queued pong) goes first, so these
+            // frames never interleave with a partly written one.
+            ws.flush().await?;
+            batch::write_batch(ws.get_mut(), &msgs).await.map_err(WsError::Io)
+        };
+        guarded(self.gw.config.write_timeout, shared, kick, work).await
     }
 
     /// Step 4: writes `first` and everything else already queued (up to
@@ -514,18 +513,12 @@ impl Conn {
         let max_batch = self.gw.config.max_batch;
         let mut msgs = Vec::new();
         let mut control = None;
-        let mut bytes = 0usize;
         let mut item = Some(first);
         while let Some(it) = item.take() {
             match it {
                 Outbound::Dispatch(name, body) => {
                     let frame = self.session.dispatch(name, &body);
-                    let msg = match self.encoder.compression() {
-                        Compression::None => OutMsg::text(frame),
-                        _ => OutMsg::binary(self.encoder.encode_dispatch(&frame).bytes().clone()),
-                    };
-                    bytes += msg.len();
-                    msgs.push(msg);
+                    msgs.push(out_dispatch(&mut self.encoder, frame));
                 }
                 other => {
                     control = Some(other);
@@ -536,17 +529,8 @@ impl Conn {
                 item = live.rx.try_recv().ok();
             }
         }
-        let stats = &self.gw.stats;
-        GatewayStats::add(&stats.bytes_written, bytes as u64);
-        GatewayStats::add(&stats.dispatches_delivered, msgs.len() as u64);
-        let ws = &mut self.ws;
-        let work = async {
-            // Anything tungstenite still holds (a queued pong) goes first, so the
-            // frames below never interleave with a partly written one.
-            ws.flush().await?;
-            batch::write_batch(ws.get_mut(), &msgs).await.map_err(WsError::Io)
-        };
-        guarded(self.gw.config.write_timeout, Some(&*live.shared), Some(&mut live.kick), work).await?;
+        GatewayStats::add(&self.gw.stats.dispatches_delivered, msgs.len() as u64);
+        self.write(msgs).await?;
         match control {
             None => Ok(()),
             Some(Outbound::Invalidate) => {

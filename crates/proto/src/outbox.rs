@@ -146,6 +146,23 @@ impl Outbox {
         self.seq
     }
 
+    /// Stops keeping the dispatches with `s <= seq` for replay (a RESUME from before them
+    /// gets [`ResumeError::Expired`]). The gateway forgets READY this way: a client can
+    /// only RESUME with the `session_id` READY gave it, so it never needs READY replayed,
+    /// and READY is often the largest body a session would otherwise keep while idle.
+    pub fn forget_through(&mut self, seq: u64) {
+        while self.oldest_kept() <= seq {
+            let Some(old) = self.buffer.pop_front() else {
+                break;
+            };
+            self.buffered_bytes -= old.cost();
+        }
+        if self.buffer.is_empty() {
+            // Nothing kept: give the ring's memory back too.
+            self.buffer = VecDeque::new();
+        }
+    }
+
     /// Checks that every dispatch after `seq` is still buffered.
     pub fn check_resume(&self, seq: u64) -> Result<(), ResumeError> {
         if seq > self.seq {
@@ -238,6 +255,23 @@ mod tests {
         }
         assert_eq!(outbox.replay_after(10).unwrap().count(), 0);
         assert_eq!(seqs(outbox.replay_after(0).unwrap()), (1..=10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn forgotten_dispatches_are_not_replayed() {
+        let mut outbox = Outbox::new("abc", ReplayLimits::default());
+        outbox.push("READY", &body(1));
+        outbox.forget_through(1);
+        assert_eq!(outbox.buffered_events(), 0);
+        assert_eq!(outbox.buffered_bytes(), 0);
+        assert_eq!(outbox.replay_after(1).unwrap().count(), 0);
+        assert_eq!(outbox.replay_after(0).err(), Some(ResumeError::Expired { requested: 0, oldest_kept: 2 }));
+        outbox.push("GUILD_CREATE", &body(2));
+        outbox.push("MESSAGE_CREATE", &body(3));
+        assert_eq!(seqs(outbox.replay_after(1).unwrap()), vec![2, 3]);
+        outbox.forget_through(2);
+        assert_eq!(seqs(outbox.replay_after(2).unwrap()), vec![3]);
+        assert!(outbox.replay_after(1).is_err());
     }
 
     #[test]

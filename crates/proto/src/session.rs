@@ -326,6 +326,13 @@ impl Session {
         self.outbox.as_mut().expect("dispatch before identified() or resume()")
     }
 
+    /// Stops keeping the dispatches with `s <= seq` for replay ([`Outbox::forget_through`]).
+    pub fn forget_replay_through(&mut self, seq: u64) {
+        if let Some(outbox) = self.outbox.as_mut() {
+            outbox.forget_through(seq);
+        }
+    }
+
     /// The session's outbox, once identified or resumed.
     pub fn outbox(&self) -> Option<&Outbox> {
         self.outbox.as_ref()
