@@ -83,9 +83,26 @@ where
     }
 }
 
-/// What every handler can reach.
+/// What every handler can reach: one `Arc`, since axum clones the state for
+/// every request (several times, through the nested routers and middleware).
+/// Fields are reached through `Deref`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateParts>);
+
+impl AppState {
+    pub fn new(parts: AppStateParts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateParts;
+    fn deref(&self) -> &AppStateParts {
+        &self.0
+    }
+}
+
+pub struct AppStateParts {
     pub rt: Runtime,
     pub tokens: Arc<auth::Tokens>,
     pub config: Arc<ApiConfig>,

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use guildhall_api::{ApiConfig, AppState, auth};
+use guildhall_api::{ApiConfig, AppState, AppStateParts, auth};
 use guildhall_gateway::Gateway;
 use guildhall_runtime::{Runtime, RuntimeConfig, Shared};
 use guildhall_store::{EmbeddedStore, EmbeddedStoreConfig, Mutation, Store};
@@ -65,7 +65,7 @@ impl Server {
         let runtime = Shared::start(store.clone(), rt_config, config.worker_id).map_err(|e| e.message)?;
         let tokens = Arc::new(auth::Tokens::new(secret));
         let gateway = Gateway::new(runtime.clone(), tokens.clone(), config.gateway_config());
-        let state = AppState {
+        let state = AppState::new(AppStateParts {
             rt: runtime.clone(),
             tokens,
             config: Arc::new(ApiConfig {
@@ -82,7 +82,7 @@ impl Server {
             }),
             accounts: Arc::new(tokio::sync::Mutex::new(())),
             extra_metrics: Some(gateway_metrics(gateway.clone())),
-        };
+        });
         Ok(Server { addr, runtime, gateway, listener, state, store })
     }
 
