@@ -82,7 +82,6 @@ struct Conn {
 enum Wake {
     Shutdown,
     Kick(Result<Kick, oneshot::error::RecvError>),
-    Overflow,
     Inbound(Option<Result<Message, WsError>>),
     Outbound(Option<Outbound>),
     Heartbeat,
@@ -237,14 +236,19 @@ impl Conn {
             return end;
         }
         let mut shutdown = self.gw.shutdown_signal();
+        if *shutdown.borrow_and_update() {
+            return Box::pin(self.shutdown()).await;
+        }
+        // Created once, not per wake-up: each new `changed()` would register and
+        // unregister a waiter on the shutdown channel.
+        let shutdown_changed = shutdown.changed();
         let heartbeat = sleep_until(self.session.poll_timeout().into());
         let idle = sleep(self.gw.config.compressor_idle);
-        tokio::pin!(heartbeat, idle);
+        tokio::pin!(shutdown_changed, heartbeat, idle);
         let mut idle_armed = false;
         loop {
-            if *shutdown.borrow_and_update() {
-                return Box::pin(self.shutdown()).await;
-            }
+            // A full queue wakes the task through `rx` (it holds `queue_capacity`
+            // items), so the overflow flag needs no wait of its own here.
             if let Some(live) = &self.live
                 && live.shared.overflowed.load(Ordering::Acquire)
             {
@@ -252,15 +256,14 @@ impl Conn {
             }
             // Step 2.
             let wake = {
-                let (rx, shared, kick) = match &mut self.live {
-                    Some(l) => (Some(&mut l.rx), Some(&*l.shared), l.kick.as_mut()),
-                    None => (None, None, None),
+                let (rx, kick) = match &mut self.live {
+                    Some(l) => (Some(&mut l.rx), l.kick.as_mut()),
+                    None => (None, None),
                 };
                 tokio::select! {
                     biased;
-                    _ = shutdown.changed() => Wake::Shutdown,
+                    _ = &mut shutdown_changed => Wake::Shutdown,
                     r = async { match kick { Some(k) => k.await, None => pending().await } } => Wake::Kick(r),
-                    () = async { match shared { Some(s) => s.notify.notified().await, None => pending().await } } => Wake::Overflow,
                     m = self.ws.next() => Wake::Inbound(m),
                     item = async { match rx { Some(rx) => rx.recv().await, None => pending().await } } => Wake::Outbound(item),
                     () = &mut heartbeat => Wake::Heartbeat,
@@ -273,7 +276,8 @@ impl Conn {
             let was_holding = self.encoder.is_holding_state();
             let dispatching = matches!(wake, Wake::Outbound(Some(_)));
             let result = match wake {
-                Wake::Shutdown => continue,
+                // The flag only ever turns true (or the gateway is gone): shut down.
+                Wake::Shutdown => return Box::pin(self.shutdown()).await,
                 Wake::Kick(Ok(reply)) => {
                     Box::pin(self.close_with(CloseCode::UnknownError, "Session resumed on another connection.", false))
                         .await;
@@ -285,7 +289,6 @@ impl Conn {
                     }
                     Ok(())
                 }
-                Wake::Overflow => continue,
                 // Step 3.
                 Wake::Inbound(None) => Err(End::Dropped),
                 Wake::Inbound(Some(Err(WsError::Capacity(_)))) => {
@@ -517,7 +520,7 @@ impl Conn {
         while let Some(it) = item.take() {
             match it {
                 Outbound::Dispatch(name, body) => {
-                    let frame = self.session.dispatch(name, &body);
+                    let frame = self.session.dispatch_owned(name, body);
                     msgs.push(out_dispatch(&mut self.encoder, frame));
                 }
                 other => {

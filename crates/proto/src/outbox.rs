@@ -127,9 +127,19 @@ impl Outbox {
     /// # Panics
     /// As [`Outbox::push`].
     pub fn dispatch(&mut self, name: &str, body: &Bytes) -> DispatchFrame {
+        self.dispatch_owned(name, body.clone())
+    }
+
+    /// [`Outbox::dispatch`] taking the caller's reference to the body: one refcount
+    /// increment (for the replay buffer) instead of two. The body's refcount is shared by
+    /// every recipient of an event, so each increment is a contended atomic.
+    ///
+    /// # Panics
+    /// As [`Outbox::push`].
+    pub fn dispatch_owned(&mut self, name: &str, body: Bytes) -> DispatchFrame {
         let name = valid_name(name);
         let seq = self.push_named(name, body.clone());
-        DispatchFrame::new(seq, &name, body.clone())
+        DispatchFrame::new(seq, &name, body)
     }
 
     fn push_named(&mut self, name: EventName, body: Bytes) -> u64 {

@@ -312,6 +312,12 @@ impl Session {
         self.outbox_mut().dispatch(name, body)
     }
 
+    /// [`Session::dispatch`] taking the caller's reference to the body
+    /// ([`Outbox::dispatch_owned`]).
+    pub fn dispatch_owned(&mut self, name: &str, body: Bytes) -> DispatchFrame {
+        self.outbox_mut().dispatch_owned(name, body)
+    }
+
     /// [`Session::dispatch`] as one contiguous buffer.
     pub fn dispatch_frame(&mut self, name: &str, body: &Bytes) -> Bytes {
         self.dispatch(name, body).to_bytes()
