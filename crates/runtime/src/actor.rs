@@ -51,6 +51,11 @@ impl<R> Change<R> {
 /// How an actor's state fans an event out to sessions.
 pub trait Scope: Send + 'static {
     fn publish(&mut self, shared: &Shared, event: &Event);
+    /// Whether publishing one event takes long enough (many recipients) that the
+    /// actor should let the answered caller run before it fans out.
+    fn fanout_is_large(&self) -> bool {
+        false
+    }
 }
 
 pub type Job<S> = Box<dyn FnOnce(&mut Actor<S>) + Send>;
@@ -84,14 +89,20 @@ impl<S: Scope> Actor<S> {
         self.inflight.push_back(Box::pin(async move { InFlight { result: durable.await, events, reply } }));
     }
 
-    fn complete(&mut self, done: InFlight) {
+    async fn complete(&mut self, done: InFlight) {
         match done.result {
             Ok(()) => {
                 // The caller is answered first: the write is durable, and the fan-out
                 // below runs before the actor takes its next job, so no later job's
-                // events can overtake these. The caller's task runs (on another
-                // worker) while the actor fans out, instead of waiting for it.
+                // events can overtake these. The caller's task runs while the actor
+                // fans out, instead of waiting for it.
                 (done.reply)(Ok(()));
+                if !done.events.is_empty() && self.state.fanout_is_large() {
+                    // The woken caller sits in this worker's queue until the actor's
+                    // poll ends; a large fan-out would hold it there for its whole
+                    // length (and each recipient woken goes ahead of it).
+                    tokio::task::yield_now().await;
+                }
                 for e in &done.events {
                     self.state.publish(&self.shared, e);
                 }
@@ -111,7 +122,7 @@ impl<S: Scope> Actor<S> {
         loop {
             tokio::select! {
                 biased;
-                Some(done) = self.inflight.next(), if !self.inflight.is_empty() => self.complete(done),
+                Some(done) = self.inflight.next(), if !self.inflight.is_empty() => self.complete(done).await,
                 job = rx.recv() => match job {
                     Some(job) => job(&mut self),
                     None => break,
@@ -119,7 +130,7 @@ impl<S: Scope> Actor<S> {
             }
         }
         while let Some(done) = self.inflight.next().await {
-            self.complete(done);
+            self.complete(done).await;
         }
     }
 }

@@ -64,7 +64,15 @@ impl GuildScope {
     }
 }
 
+/// Subscribers beyond which the actor lets an answered caller run before fanning
+/// out (see `Actor::complete`).
+const LARGE_FANOUT: usize = 256;
+
 impl Scope for GuildScope {
+    fn fanout_is_large(&self) -> bool {
+        self.subscribers.len() > LARGE_FANOUT
+    }
+
     fn publish(&mut self, _shared: &Shared, event: &Event) {
         let now = Timestamp::now();
         let mut memo = match &event.audience {
