@@ -2,9 +2,11 @@
 //! the transport encoder, and (once identified) the session's runtime queue. The
 //! numbered run loop is in the crate docs; the steps are marked below.
 
-use std::future::{Future, pending};
+use std::future::{Future, pending, poll_fn};
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -39,6 +41,9 @@ pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 type Ws = WebSocketStream<Box<dyn Io>>;
+
+/// Consecutive deliveries after which the socket is polled before the queue again.
+const INBOUND_EVERY: u32 = 8;
 
 /// How long a RESUME waits for the session's previous owner to hand it over.
 const HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -246,6 +251,7 @@ impl Conn {
         let idle = sleep(self.gw.config.compressor_idle);
         tokio::pin!(shutdown_changed, heartbeat, idle);
         let mut idle_armed = false;
+        let mut outbound_streak = 0u32;
         loop {
             // A full queue wakes the task through `rx` (it holds `queue_capacity`
             // items), so the overflow flag needs no wait of its own here.
@@ -255,20 +261,52 @@ impl Conn {
                 return Box::pin(self.overflowed()).await;
             }
             // Step 2.
+            // Polled by hand rather than with `select!`: after a delivery the queue is
+            // polled before the socket, so a wake-up for an event does not also go
+            // through tungstenite's read path (waker proxies, readiness check). The
+            // socket's read waker stays registered meanwhile, and it is polled first
+            // again after `INBOUND_EVERY` consecutive deliveries, so a flood of events
+            // cannot starve heartbeats.
+            let inbound_first = outbound_streak >= INBOUND_EVERY;
             let wake = {
-                let (rx, kick) = match &mut self.live {
+                let (mut rx, mut kick) = match &mut self.live {
                     Some(l) => (Some(&mut l.rx), l.kick.as_mut()),
                     None => (None, None),
                 };
-                tokio::select! {
-                    biased;
-                    _ = &mut shutdown_changed => Wake::Shutdown,
-                    r = async { match kick { Some(k) => k.await, None => pending().await } } => Wake::Kick(r),
-                    m = self.ws.next() => Wake::Inbound(m),
-                    item = async { match rx { Some(rx) => rx.recv().await, None => pending().await } } => Wake::Outbound(item),
-                    () = &mut heartbeat => Wake::Heartbeat,
-                    () = &mut idle, if idle_armed => Wake::Idle,
-                }
+                let ws = &mut self.ws;
+                poll_fn(|cx| {
+                    if shutdown_changed.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Shutdown);
+                    }
+                    if let Some(k) = kick.as_deref_mut()
+                        && let Poll::Ready(r) = Pin::new(k).poll(cx)
+                    {
+                        return Poll::Ready(Wake::Kick(r));
+                    }
+                    if inbound_first && let Poll::Ready(m) = ws.poll_next_unpin(cx) {
+                        return Poll::Ready(Wake::Inbound(m));
+                    }
+                    if let Some(rx) = rx.as_deref_mut()
+                        && let Poll::Ready(item) = rx.poll_recv(cx)
+                    {
+                        return Poll::Ready(Wake::Outbound(item));
+                    }
+                    if !inbound_first && let Poll::Ready(m) = ws.poll_next_unpin(cx) {
+                        return Poll::Ready(Wake::Inbound(m));
+                    }
+                    if heartbeat.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Heartbeat);
+                    }
+                    if idle_armed && idle.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Idle);
+                    }
+                    Poll::Pending
+                })
+                .await
+            };
+            outbound_streak = match wake {
+                Wake::Outbound(_) if !inbound_first => outbound_streak + 1,
+                _ => 0,
             };
             // Only dispatches (and the first use of a compressor) restart the idle
             // timer: a heartbeat every `heartbeat_interval` must not keep an otherwise
@@ -505,6 +543,12 @@ impl Conn {
             ws.flush().await?;
             batch::write_batch(ws.get_mut(), &msgs).await.map_err(WsError::Io)
         };
+        // Most writes complete at once: try once before arming the guards (a timer,
+        // a notify waiter), which only a full socket needs.
+        let mut work = pin!(work);
+        if let Poll::Ready(r) = poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+            return r.map_err(|_| End::Dropped);
+        }
         guarded(self.gw.config.write_timeout, shared, kick, work).await
     }
 
