@@ -12,10 +12,13 @@
 //!    wrap the socket in a `WebSocketStream` with small buffers, create the proto
 //!    `Session` and the transport `Encoder`, and send HELLO. A bad `v` or a
 //!    non-JSON `encoding` is closed right after HELLO with 4012.
-//! 2. Wait for the first of: shutdown, an inbound WebSocket message, the next item
-//!    of the runtime's outbound queue (once identified), the queue-overflow flag,
-//!    a RESUME on another socket taking this session over, the heartbeat deadline
-//!    (`Session::poll_timeout`), and the compressor idle timer.
+//! 2. Check the queue-overflow flag (a full queue always wakes the task through the
+//!    queue), then wait for the first of: shutdown, a RESUME on another socket taking
+//!    this session over, an inbound WebSocket message, the next item of the runtime's
+//!    outbound queue (once identified), the heartbeat deadline
+//!    (`Session::poll_timeout`), and the compressor idle timer. After a delivery the
+//!    queue is polled before the socket (an event's wake-up skips the read path);
+//!    after 8 deliveries in a row the socket goes first again.
 //! 3. Inbound message → `Session::handle_frame`: a close code closes the socket;
 //!    op 1 is answered with op 11; IDENTIFY checks the token (4004), privileged
 //!    intents (4014) and, for bots, the session start limits in
