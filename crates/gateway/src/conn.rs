@@ -127,14 +127,14 @@ pub(crate) async fn run_accepted(gw: Arc<Gateway>, stream: Box<dyn Io>, up: Upgr
     };
     let end = if up.bad_version || up.bad_encoding {
         let hello = conn.session.hello_frame();
-        match conn.send_now(hello).await {
+        match Box::pin(conn.send_now(hello)).await {
             Ok(()) => {
                 let reason = if up.bad_encoding {
                     "Only encoding=json is supported."
                 } else {
                     CloseCode::InvalidApiVersion.reason()
                 };
-                conn.close_with(CloseCode::InvalidApiVersion, reason, true).await
+                Box::pin(conn.close_with(CloseCode::InvalidApiVersion, reason, true)).await
             }
             Err(end) => end,
         }
@@ -237,7 +237,9 @@ impl Conn {
     /// Steps 2-6.
     async fn serve(&mut self) -> End {
         let hello = self.session.hello_frame();
-        if let Err(end) = self.send_now(hello).await {
+        // Boxed like the other writes: a write's state (its `writev` slices, the
+        // guards) must not become part of the idle task's own size.
+        if let Err(end) = Box::pin(self.send_now(hello)).await {
             return end;
         }
         let mut shutdown = self.gw.shutdown_signal();
