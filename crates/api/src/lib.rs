@@ -15,6 +15,7 @@ pub mod access;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod login_limit;
 pub mod metrics;
 pub mod ratelimit;
 pub mod render;
@@ -38,6 +39,8 @@ pub struct ApiConfig {
     pub max_upload_bytes: usize,
     /// REST rate limits (see [`ratelimit`]).
     pub ratelimit: ratelimit::RateLimitConfig,
+    /// Failed-login limits per account and per IP (see [`login_limit`]).
+    pub login_limits: login_limit::LoginLimitConfig,
 }
 
 /// The client's address: the server's listener uses it as its `Addr`, so handlers
@@ -109,6 +112,8 @@ pub struct AppStateParts {
     /// Serializes account creation so username/email uniqueness is checked and
     /// claimed atomically; held across the durable write.
     pub accounts: Arc<tokio::sync::Mutex<()>>,
+    /// Failed-login counters, built from `config.login_limits`.
+    pub logins: Arc<login_limit::LoginLimiter>,
     /// Extra Prometheus text appended to `/metrics` by parts of the server this
     /// crate cannot see (the gateway's session and delivery counters).
     pub extra_metrics: Option<ExtraMetrics>,

@@ -320,7 +320,7 @@ fn bucket_headers(limiter: &RateLimiter, h: &mut HeaderMap, route: u64, st: Buck
     h.insert(BUCKET, Buf::value(format_args!("{route:016x}")));
 }
 
-fn too_many(wait_ms: u64, global: bool) -> Response {
+pub(crate) fn too_many(wait_ms: u64, global: bool) -> Response {
     let body = serde_json::json!({
         "message": "You are being rate limited.",
         "retry_after": wait_ms as f64 / 1000.0,

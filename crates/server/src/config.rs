@@ -44,6 +44,11 @@ pub struct Config {
     pub gateway_session_start_total: u32,
     pub gateway_session_start_reset_secs: u64,
     pub gateway_max_concurrency: u32,
+    /// Failed logins allowed per account name and per client IP within
+    /// `login_limit_window_secs` before `POST /auth/login` answers 429 (0 = off).
+    pub login_limit_per_account: u32,
+    pub login_limit_per_ip: u32,
+    pub login_limit_window_secs: u64,
     /// Snowflake worker id (0-31); distinct per node.
     pub worker_id: u8,
     /// Log format: "text" or "json".
@@ -71,6 +76,9 @@ impl Default for Config {
             gateway_session_start_total: 1000,
             gateway_session_start_reset_secs: 24 * 60 * 60,
             gateway_max_concurrency: 16,
+            login_limit_per_account: 5,
+            login_limit_per_ip: 20,
+            login_limit_window_secs: 15 * 60,
             worker_id: 0,
             log_format: "text".into(),
         }
@@ -179,6 +187,15 @@ impl Config {
         }
         if let Some(v) = get("GUILDHALL_GATEWAY_MAX_CONCURRENCY") {
             self.gateway_max_concurrency = parse("GUILDHALL_GATEWAY_MAX_CONCURRENCY", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_LOGIN_LIMIT_PER_ACCOUNT") {
+            self.login_limit_per_account = parse("GUILDHALL_LOGIN_LIMIT_PER_ACCOUNT", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_LOGIN_LIMIT_PER_IP") {
+            self.login_limit_per_ip = parse("GUILDHALL_LOGIN_LIMIT_PER_IP", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_LOGIN_LIMIT_WINDOW_SECS") {
+            self.login_limit_window_secs = parse("GUILDHALL_LOGIN_LIMIT_WINDOW_SECS", v)?;
         }
         if let Some(v) = get("GUILDHALL_WORKER_ID") {
             self.worker_id = parse("GUILDHALL_WORKER_ID", v)?;

@@ -65,21 +65,29 @@ impl Server {
         let runtime = Shared::start(store.clone(), rt_config, config.worker_id).map_err(|e| e.message)?;
         let tokens = Arc::new(auth::Tokens::new(secret));
         let gateway = Gateway::new(runtime.clone(), tokens.clone(), config.gateway_config());
+        let api_config = ApiConfig {
+            password_cost: auth::PasswordCost {
+                memory_kib: config.password_memory_kib,
+                iterations: config.password_iterations,
+            },
+            max_upload_bytes: config.max_upload_bytes,
+            ratelimit: guildhall_api::ratelimit::RateLimitConfig {
+                route_limit: config.ratelimit_route_limit,
+                route_window_ms: config.ratelimit_route_window_ms,
+                global_per_second: config.ratelimit_global_per_second,
+            },
+            login_limits: guildhall_api::login_limit::LoginLimitConfig {
+                per_account: config.login_limit_per_account,
+                per_ip: config.login_limit_per_ip,
+                window_secs: config.login_limit_window_secs,
+            },
+        };
+        let logins = Arc::new(guildhall_api::login_limit::LoginLimiter::new(api_config.login_limits.clone()));
         let state = AppState::new(AppStateParts {
             rt: runtime.clone(),
             tokens,
-            config: Arc::new(ApiConfig {
-                password_cost: auth::PasswordCost {
-                    memory_kib: config.password_memory_kib,
-                    iterations: config.password_iterations,
-                },
-                max_upload_bytes: config.max_upload_bytes,
-                ratelimit: guildhall_api::ratelimit::RateLimitConfig {
-                    route_limit: config.ratelimit_route_limit,
-                    route_window_ms: config.ratelimit_route_window_ms,
-                    global_per_second: config.ratelimit_global_per_second,
-                },
-            }),
+            config: Arc::new(api_config),
+            logins,
             accounts: Arc::new(tokio::sync::Mutex::new(())),
             extra_metrics: Some(gateway_metrics(gateway.clone())),
         });

@@ -13,6 +13,7 @@ use crate::AppState;
 use crate::auth::{hash_password, verify_password};
 use crate::error::{ApiResult, created_json, ok_json};
 use crate::extract::DiscordJson;
+use crate::login_limit::ClientIp;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/auth/register", post(register)).route("/auth/login", post(login))
@@ -102,7 +103,17 @@ struct Login {
 /// and a wrong password take the same time. Made once, at the configured cost.
 static DUMMY_HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
 
-async fn login(State(s): State<AppState>, DiscordJson(body): DiscordJson<Login>) -> ApiResult<Response> {
+/// Failed attempts are counted per account name and per client IP (see
+/// [`crate::login_limit`]); over either limit the answer is 429 before the
+/// password is checked, the same for names with and without an account.
+async fn login(
+    State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
+    DiscordJson(body): DiscordJson<Login>,
+) -> ApiResult<Response> {
+    if let Err(wait) = s.logins.check(&body.login, ip) {
+        return Ok(crate::ratelimit::too_many(wait.as_millis() as u64, false));
+    }
     let user = s.rt.directory.user_by_login(&body.login).filter(|u| !u.bot);
     let dummy = DUMMY_HASH
         .get_or_try_init(|| hash_password("not a password".into(), s.config.password_cost.clone()))
@@ -112,6 +123,7 @@ async fn login(State(s): State<AppState>, DiscordJson(body): DiscordJson<Login>)
     let ok = verify_password(body.password, hash, s.config.password_cost.clone()).await;
     match user {
         Some(user) if ok => {
+            s.logins.succeeded(&body.login);
             let token = s.tokens.mint(&user);
             Ok(ok_json(&serde_json::json!({
                 "user_id": user.id,
@@ -120,6 +132,7 @@ async fn login(State(s): State<AppState>, DiscordJson(body): DiscordJson<Login>)
             })))
         }
         _ => {
+            s.logins.failed(&body.login, ip);
             let mut errors = FormErrors::default();
             errors.add("login", "INVALID_LOGIN", "Login or password is invalid.");
             errors.add("password", "INVALID_LOGIN", "Login or password is invalid.");

@@ -9,6 +9,7 @@ mod gateway;
 mod gateway_more;
 mod guild_admin;
 mod guild_events;
+mod hardening;
 mod history_cache;
 mod invites;
 mod keepalive_upgrade;
