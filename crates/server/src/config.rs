@@ -49,6 +49,9 @@ pub struct Config {
     pub login_limit_per_account: u32,
     pub login_limit_per_ip: u32,
     pub login_limit_window_secs: u64,
+    /// Time a request head has to arrive whole from its first byte (a new
+    /// connection: from accept), in ms; slower clients are disconnected.
+    pub header_timeout_ms: u64,
     /// Snowflake worker id (0-31); distinct per node.
     pub worker_id: u8,
     /// Log format: "text" or "json".
@@ -79,6 +82,7 @@ impl Default for Config {
             login_limit_per_account: 5,
             login_limit_per_ip: 20,
             login_limit_window_secs: 15 * 60,
+            header_timeout_ms: 10_000,
             worker_id: 0,
             log_format: "text".into(),
         }
@@ -196,6 +200,9 @@ impl Config {
         }
         if let Some(v) = get("GUILDHALL_LOGIN_LIMIT_WINDOW_SECS") {
             self.login_limit_window_secs = parse("GUILDHALL_LOGIN_LIMIT_WINDOW_SECS", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_HEADER_TIMEOUT_MS") {
+            self.header_timeout_ms = parse("GUILDHALL_HEADER_TIMEOUT_MS", v)?;
         }
         if let Some(v) = get("GUILDHALL_WORKER_ID") {
             self.worker_id = parse("GUILDHALL_WORKER_ID", v)?;

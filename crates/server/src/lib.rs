@@ -26,6 +26,7 @@ pub struct Server {
     /// The gateway (its [`guildhall_gateway::GatewayStats`] feed metrics).
     pub gateway: Arc<Gateway>,
     listener: TcpListener,
+    limits: listen::Limits,
     state: AppState,
     store: Arc<EmbeddedStore>,
 }
@@ -91,7 +92,9 @@ impl Server {
             accounts: Arc::new(tokio::sync::Mutex::new(())),
             extra_metrics: Some(gateway_metrics(gateway.clone())),
         });
-        Ok(Server { addr, runtime, gateway, listener, state, store })
+        let limits =
+            listen::Limits { header_timeout: std::time::Duration::from_millis(config.header_timeout_ms.max(1)) };
+        Ok(Server { addr, runtime, gateway, listener, limits, state, store })
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
@@ -99,7 +102,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
         let app = guildhall_api::app(self.state);
         tracing::info!(addr = %self.addr, "guildhall listening");
-        listen::serve(self.listener, app, self.gateway, shutdown).await.map_err(|e| e.to_string())?;
+        listen::serve(self.listener, app, self.gateway, self.limits, shutdown).await.map_err(|e| e.to_string())?;
         self.runtime.shutdown().await;
         drop(self.runtime);
         self.store.flush().map_err(|e| e.to_string())?;

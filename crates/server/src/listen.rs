@@ -1,8 +1,17 @@
 //! One listener for REST and the gateway. Each accepted connection gets a task that
-//! reads its request head once (bounded by [`HANDSHAKE_TIMEOUT`]): a WebSocket
+//! reads its request head once (bounded by [`Limits::header_timeout`]): a WebSocket
 //! upgrade goes to the gateway with the socket itself; anything else goes to axum
 //! through a channel-backed [`axum::serve::Listener`], wrapped in [`Rewind`] so hyper
 //! reads the bytes already consumed first.
+//!
+//! Slowloris: every request head must arrive whole within `header_timeout` of its
+//! first byte — the first one (read here, before routing) and every later one on
+//! a keep-alive connection ([`Rewind`] watches the bytes hyper reads: after a
+//! response is written, the next byte read starts a head, and `\r\n\r\n` ends
+//! it; a head still incomplete at its deadline fails the read and hyper closes
+//! the connection). An idle keep-alive connection that has sent no byte of a next
+//! request is not timed; a connection upgraded to a WebSocket inside HTTP (a
+//! `101` response) is no longer watched.
 //!
 //! Shutdown: stop accepting, tell the gateway (op 7 + close to every session), and
 //! let axum finish in-flight HTTP requests; returns when both are done.
@@ -21,8 +30,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-/// Time a new connection has to send its request head.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Limits on connections, from the server's configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Time a request head has, from its first byte (a new connection: from accept).
+    pub header_timeout: Duration,
+}
 /// Longest wait for gateway connections to close at shutdown.
 const GATEWAY_DRAIN: Duration = Duration::from_secs(10);
 
@@ -31,12 +44,13 @@ pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     gateway: Arc<Gateway>,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (conn_tx, conn_rx) = mpsc::channel(1024);
-    let accept = tokio::spawn(accept_loop(listener, gateway.clone(), conn_tx, stop_rx.clone()));
+    let accept = tokio::spawn(accept_loop(listener, gateway.clone(), limits, conn_tx, stop_rx.clone()));
     let mut http_stop = stop_rx;
     // An upgrade can also arrive later on a keep-alive connection that began as
     // REST (discord.py does this): hyper upgrades it and the gateway takes over.
@@ -60,6 +74,7 @@ pub(crate) async fn serve(
 async fn accept_loop(
     listener: TcpListener,
     gateway: Arc<Gateway>,
+    limits: Limits,
     conns: mpsc::Sender<(Rewind, SocketAddr)>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -77,7 +92,7 @@ async fn accept_loop(
             // Set once, to true, at shutdown (or the sender is gone): stop either way.
             _ = stop.changed() => break,
         };
-        tokio::spawn(route(stream, peer, gateway.clone(), conns.clone()));
+        tokio::spawn(route(stream, peer, gateway.clone(), limits, conns.clone()));
     }
 }
 
@@ -86,32 +101,115 @@ async fn route(
     mut stream: TcpStream,
     peer: SocketAddr,
     gateway: Arc<Gateway>,
+    limits: Limits,
     conns: mpsc::Sender<(Rewind, SocketAddr)>,
 ) {
     let _ = stream.set_nodelay(true);
-    let sniffed = match tokio::time::timeout(HANDSHAKE_TIMEOUT, sniff(&mut stream)).await {
+    let sniffed = match tokio::time::timeout(limits.header_timeout, sniff(&mut stream)).await {
         Ok(Ok(s)) => s,
         _ => return,
     };
     match sniffed {
         Sniffed::Closed => {}
         Sniffed::Http(prefix) => {
-            let _ = conns.send((Rewind { prefix, pos: 0, inner: stream }, peer)).await;
+            let rewind = Rewind { prefix, pos: 0, inner: stream, head: HeadWatch::new(limits.header_timeout) };
+            let _ = conns.send((rewind, peer)).await;
         }
         Sniffed::WebSocket(upgrade) => gateway.serve(stream, upgrade).await,
     }
 }
 
-/// A TCP stream whose first reads return bytes that were already read from it.
+/// A TCP stream whose first reads return bytes that were already read from it,
+/// and whose request heads after the first must arrive within the header timeout.
 pub(crate) struct Rewind {
     prefix: Vec<u8>,
     pos: usize,
     inner: TcpStream,
+    head: HeadWatch,
+}
+
+/// Where the connection is in the request/response cycle, for the head deadline.
+struct HeadWatch {
+    timeout: Duration,
+    /// A response has begun since the last head ended: the next byte read starts a head.
+    responded: bool,
+    /// Bytes of a head have arrived but not yet its blank line.
+    in_head: bool,
+    /// How much of `\r\n\r\n` the last bytes matched.
+    matched: u8,
+    /// The connection became a WebSocket (or another protocol): stop watching.
+    upgraded: bool,
+    /// The deadline of the current head; allocated at the first later head.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl HeadWatch {
+    fn new(timeout: Duration) -> HeadWatch {
+        // The first head was read whole by `route`; its response comes next.
+        HeadWatch { timeout, responded: false, in_head: false, matched: 0, upgraded: false, deadline: None }
+    }
+
+    /// Bytes were read from the client.
+    fn on_read(&mut self, bytes: &[u8]) {
+        if self.upgraded || bytes.is_empty() || !(self.responded || self.in_head) {
+            return;
+        }
+        if !self.in_head {
+            // A method starts a head; anything else is the rest of a body the
+            // handler answered without reading (hyper drains it).
+            if !bytes[0].is_ascii_uppercase() {
+                return;
+            }
+            self.in_head = true;
+            self.responded = false;
+            self.matched = 0;
+            let at = tokio::time::Instant::now() + self.timeout;
+            match &mut self.deadline {
+                Some(d) => d.as_mut().reset(at),
+                None => self.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
+        }
+        for &b in bytes {
+            self.matched = match (self.matched, b) {
+                (0 | 2, b'\r') => self.matched + 1,
+                (1 | 3, b'\n') => self.matched + 1,
+                (_, b'\r') => 1,
+                _ => 0,
+            };
+            if self.matched == 4 {
+                self.in_head = false;
+                return;
+            }
+        }
+    }
+
+    /// A response is being written; `first` is the start of this write.
+    fn on_write(&mut self, first: &[u8]) {
+        if self.upgraded || self.responded || first.is_empty() {
+            return;
+        }
+        self.responded = true;
+        if first.starts_with(b"HTTP/1.1 101") || first.starts_with(b"HTTP/1.0 101") {
+            self.upgraded = true;
+            self.in_head = false;
+        }
+    }
+
+    /// `Ready` once the current head has outlived its deadline.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.deadline {
+            Some(d) if self.in_head && !self.upgraded => d.as_mut().poll(cx),
+            _ => Poll::Pending,
+        }
+    }
 }
 
 impl AsyncRead for Rewind {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.head.poll_expired(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "request head too slow")));
+        }
         if this.pos < this.prefix.len() {
             let n = (this.prefix.len() - this.pos).min(buf.remaining());
             buf.put_slice(&this.prefix[this.pos..this.pos + n]);
@@ -122,12 +220,18 @@ impl AsyncRead for Rewind {
             }
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            this.head.on_read(&buf.filled()[before..]);
+        }
+        r
     }
 }
 
 impl AsyncWrite for Rewind {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.head.on_write(buf);
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -136,6 +240,9 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            self.head.on_write(first);
+        }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 

@@ -2,8 +2,12 @@
 //! slowloris request heads (first and keep-alive), the per-IP connection cap and
 //! JSON nesting depth.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::common::TestServer;
 
@@ -94,4 +98,95 @@ async fn a_successful_login_resets_the_account_counter() {
         assert_eq!(login(&s, "carol", "wrong").await.0, StatusCode::BAD_REQUEST);
     }
     assert_limited(&login(&s, "carol", GOOD).await);
+}
+
+/// Reads one HTTP response (head and a Content-Length body); `None` if the
+/// connection closes first.
+async fn read_response(stream: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4) {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize =
+                head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
+            if buf.len() >= end + len {
+                return Some(String::from_utf8_lossy(&buf).into_owned());
+            }
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Sends `bytes` one at a time, `gap` apart, until the server closes the
+/// connection; returns how long after the first byte the close was seen.
+async fn trickle_until_closed(stream: TcpStream, bytes: &[u8], gap: Duration) -> Duration {
+    let (mut rd, mut wr) = stream.into_split();
+    let t0 = tokio::time::Instant::now();
+    let bytes = bytes.to_vec();
+    let writer = tokio::spawn(async move {
+        for b in bytes {
+            if wr.write_all(&[b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(gap).await;
+        }
+        // Keep the write half open: the head is never finished.
+        std::future::pending::<()>().await;
+    });
+    let mut sink = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match rd.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    assert!(closed.is_ok(), "the server kept a slowloris connection open for 5 s");
+    t0.elapsed()
+}
+
+const SLOW_HEAD: &[u8] =
+    b"GET /healthz HTTP/1.1\r\nHost: guildhall\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+const FAST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: guildhall\r\n\r\n";
+
+async fn slow_server() -> TestServer {
+    TestServer::start_with(tempfile::tempdir().unwrap(), |c| c.header_timeout_ms = 300).await
+}
+
+#[tokio::test]
+async fn a_first_request_head_sent_byte_by_byte_is_cut_off_at_the_header_timeout() {
+    let s = slow_server().await;
+    let stream = TcpStream::connect(s.addr).await.unwrap();
+    let took = trickle_until_closed(stream, SLOW_HEAD, Duration::from_millis(50)).await;
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(2), "closed after {took:?}");
+    // A client that sends its head at once is served.
+    let mut ok = TcpStream::connect(s.addr).await.unwrap();
+    ok.write_all(FAST).await.unwrap();
+    let res = read_response(&mut ok).await.expect("a response");
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+}
+
+#[tokio::test]
+async fn a_later_request_head_on_a_keep_alive_connection_has_the_same_deadline() {
+    let s = slow_server().await;
+    let mut stream = TcpStream::connect(s.addr).await.unwrap();
+    stream.write_all(FAST).await.unwrap();
+    let res = read_response(&mut stream).await.expect("first response");
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    // Idle between requests is not timed: longer than the header timeout, then a
+    // whole second request is still answered on the same connection.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stream.write_all(FAST).await.unwrap();
+    let res = read_response(&mut stream).await.expect("second response after an idle pause");
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    // The third head trickles in: the connection is closed at the deadline.
+    let took = trickle_until_closed(stream, SLOW_HEAD, Duration::from_millis(50)).await;
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(2), "closed after {took:?}");
 }
