@@ -52,6 +52,9 @@ pub struct Config {
     /// Time a request head has to arrive whole from its first byte (a new
     /// connection: from accept), in ms; slower clients are disconnected.
     pub header_timeout_ms: u64,
+    /// Open connections (REST and gateway) allowed per client IP; more are
+    /// answered 429 and closed (0 = no cap).
+    pub max_connections_per_ip: u32,
     /// Snowflake worker id (0-31); distinct per node.
     pub worker_id: u8,
     /// Log format: "text" or "json".
@@ -83,6 +86,8 @@ impl Default for Config {
             login_limit_per_ip: 20,
             login_limit_window_secs: 15 * 60,
             header_timeout_ms: 10_000,
+            // Generous: the bench opens 512 REST connections from 127.0.0.1.
+            max_connections_per_ip: 1024,
             worker_id: 0,
             log_format: "text".into(),
         }
@@ -203,6 +208,9 @@ impl Config {
         }
         if let Some(v) = get("GUILDHALL_HEADER_TIMEOUT_MS") {
             self.header_timeout_ms = parse("GUILDHALL_HEADER_TIMEOUT_MS", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_MAX_CONNECTIONS_PER_IP") {
+            self.max_connections_per_ip = parse("GUILDHALL_MAX_CONNECTIONS_PER_IP", v)?;
         }
         if let Some(v) = get("GUILDHALL_WORKER_ID") {
             self.worker_id = parse("GUILDHALL_WORKER_ID", v)?;

@@ -92,8 +92,10 @@ impl Server {
             accounts: Arc::new(tokio::sync::Mutex::new(())),
             extra_metrics: Some(gateway_metrics(gateway.clone())),
         });
-        let limits =
-            listen::Limits { header_timeout: std::time::Duration::from_millis(config.header_timeout_ms.max(1)) };
+        let limits = listen::Limits {
+            header_timeout: std::time::Duration::from_millis(config.header_timeout_ms.max(1)),
+            max_conns_per_ip: config.max_connections_per_ip,
+        };
         Ok(Server { addr, runtime, gateway, listener, limits, state, store })
     }
 

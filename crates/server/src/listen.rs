@@ -13,12 +13,19 @@
 //! request is not timed; a connection upgraded to a WebSocket inside HTTP (a
 //! `101` response) is no longer watched.
 //!
+//! Per-IP connection cap: at most [`Limits::max_conns_per_ip`] open connections
+//! (REST and gateway alike) per client IP; a connection over the cap gets a 429
+//! with Discord's rate-limit body and `Connection: close` at once, without its
+//! request being read, and is closed. The count lives in one map of IPs with open
+//! connections, each connection holding a slot that frees itself on drop.
+//!
 //! Shutdown: stop accepting, tell the gateway (op 7 + close to every session), and
 //! let axum finish in-flight HTTP requests; returns when both are done.
 
+use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -26,7 +33,7 @@ use std::time::Duration;
 
 use axum::Router;
 use guildhall_gateway::{Gateway, Sniffed, sniff};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
@@ -35,6 +42,68 @@ use tokio::sync::{mpsc, watch};
 pub(crate) struct Limits {
     /// Time a request head has, from its first byte (a new connection: from accept).
     pub header_timeout: Duration,
+    /// Open connections allowed per client IP (0 = no cap).
+    pub max_conns_per_ip: u32,
+}
+
+/// Open connections per client IP.
+struct ConnCounts {
+    max: u32,
+    open: std::sync::Mutex<HashMap<IpAddr, u32>>,
+}
+
+/// One open connection's place in [`ConnCounts`]; freed on drop.
+pub(crate) struct ConnSlot {
+    counts: Arc<ConnCounts>,
+    ip: IpAddr,
+}
+
+impl ConnCounts {
+    /// A slot for a new connection from `ip`, or `None` over the cap.
+    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ConnSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if self.max > 0 && *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(ConnSlot { counts: self.clone(), ip })
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut open = self.counts.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The body a connection over the per-IP cap is told before it is closed.
+const TOO_MANY_CONNECTIONS: &str =
+    r#"{"message": "Too many connections from this address.", "retry_after": 1.0, "global": false, "code": 0}"#;
+
+/// Answers a refused connection and closes it: the write half first, then the
+/// read half once the client is done sending (bounded), so the 429 is not lost
+/// to a reset caused by unread request bytes.
+async fn refuse(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let res = format!(
+            "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\n\
+             Connection: close\r\nContent-Length: {}\r\n\r\n{TOO_MANY_CONNECTIONS}",
+            TOO_MANY_CONNECTIONS.len()
+        );
+        stream.write_all(res.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 512];
+        while stream.read(&mut sink).await? > 0 {}
+        io::Result::Ok(())
+    })
+    .await;
 }
 /// Longest wait for gateway connections to close at shutdown.
 const GATEWAY_DRAIN: Duration = Duration::from_secs(10);
@@ -78,6 +147,7 @@ async fn accept_loop(
     conns: mpsc::Sender<(Rewind, SocketAddr)>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let counts = Arc::new(ConnCounts { max: limits.max_conns_per_ip, open: Default::default() });
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -92,7 +162,10 @@ async fn accept_loop(
             // Set once, to true, at shutdown (or the sender is gone): stop either way.
             _ = stop.changed() => break,
         };
-        tokio::spawn(route(stream, peer, gateway.clone(), limits, conns.clone()));
+        match counts.acquire(peer.ip()) {
+            Some(slot) => tokio::spawn(route(stream, peer, slot, gateway.clone(), limits, conns.clone())),
+            None => tokio::spawn(refuse(stream)),
+        };
     }
 }
 
@@ -100,6 +173,7 @@ async fn accept_loop(
 async fn route(
     mut stream: TcpStream,
     peer: SocketAddr,
+    slot: ConnSlot,
     gateway: Arc<Gateway>,
     limits: Limits,
     conns: mpsc::Sender<(Rewind, SocketAddr)>,
@@ -112,10 +186,14 @@ async fn route(
     match sniffed {
         Sniffed::Closed => {}
         Sniffed::Http(prefix) => {
-            let rewind = Rewind { prefix, pos: 0, inner: stream, head: HeadWatch::new(limits.header_timeout) };
+            let head = HeadWatch::new(limits.header_timeout);
+            let rewind = Rewind { prefix, pos: 0, inner: stream, head, _slot: slot };
             let _ = conns.send((rewind, peer)).await;
         }
-        Sniffed::WebSocket(upgrade) => gateway.serve(stream, upgrade).await,
+        Sniffed::WebSocket(upgrade) => {
+            gateway.serve(stream, upgrade).await;
+            drop(slot);
+        }
     }
 }
 
@@ -126,6 +204,9 @@ pub(crate) struct Rewind {
     pos: usize,
     inner: TcpStream,
     head: HeadWatch,
+    /// Counts this connection against its IP's cap while it lives (also after an
+    /// upgrade inside HTTP, as hyper keeps this stream inside the upgraded one).
+    _slot: ConnSlot,
 }
 
 /// Where the connection is in the request/response cycle, for the head deadline.

@@ -190,3 +190,58 @@ async fn a_later_request_head_on_a_keep_alive_connection_has_the_same_deadline()
     let took = trickle_until_closed(stream, SLOW_HEAD, Duration::from_millis(50)).await;
     assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(2), "closed after {took:?}");
 }
+
+/// A keep-alive connection that has been served one request (so it is counted).
+async fn served_connection(s: &TestServer, from: Option<&str>) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(ip) = from {
+        sock.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    }
+    let mut stream = sock.connect(s.addr).await.unwrap();
+    stream.write_all(FAST).await.unwrap();
+    let res = read_response(&mut stream).await.expect("a response");
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    stream
+}
+
+#[tokio::test]
+async fn connections_over_the_per_ip_cap_get_429_and_are_closed() {
+    let s = TestServer::start_with(tempfile::tempdir().unwrap(), |c| c.max_connections_per_ip = 3).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(served_connection(&s, None).await);
+    }
+    // The fourth from the same IP is answered 429 and closed, request or not.
+    for send_first in [true, false] {
+        let mut extra = TcpStream::connect(s.addr).await.unwrap();
+        if send_first {
+            extra.write_all(FAST).await.unwrap();
+        }
+        let mut all = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut all)).await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(&all);
+        assert!(text.starts_with("HTTP/1.1 429"), "{text}");
+        assert!(text.to_ascii_lowercase().contains("content-type: application/json"), "{text}");
+        let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(body["code"], 0);
+        assert_eq!(body["global"], false);
+        assert!(body["retry_after"].as_f64().unwrap() > 0.0);
+    }
+    // Another IP has its own count.
+    let other = served_connection(&s, Some("127.0.0.2")).await;
+    // Closing one frees its slot for the next connection.
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(FAST).await.unwrap();
+        let res = read_response(&mut c).await.unwrap_or_default();
+        if res.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(res.starts_with("HTTP/1.1 429"), "{res}");
+        assert!(tokio::time::Instant::now() < deadline, "the slot was never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop((held, other));
+}
