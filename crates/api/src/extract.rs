@@ -2,6 +2,10 @@
 //! (invalid JSON → 50109, wrong shape → 50035 with the failing field's path),
 //! `DiscordQuery<T>` for query strings, `path_id` for snowflake path segments, and
 //! `query_limit` / `query_id` / `query_timestamp` for the common query parameters.
+//!
+//! JSON nesting depth: a body (or multipart `payload_json`) with arrays/objects
+//! nested deeper than [`MAX_JSON_DEPTH`] is refused with 400 50109 by a byte scan
+//! before any parsing, so depth costs neither recursion nor allocation.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -52,8 +56,45 @@ fn too_large() -> ApiError {
     ApiError(Error::new(ErrorKind::PayloadTooLarge, error_code::REQUEST_TOO_LARGE, "Request entity too large"))
 }
 
+/// Deepest array/object nesting accepted in a JSON body (no Discord payload
+/// comes close; serde_json's own recursion limit is 128).
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Whether `bytes` nests arrays/objects deeper than `max`, brackets inside
+/// strings not counted. A linear scan with no allocation; malformed input is left
+/// to the parser.
+pub fn json_too_deep(bytes: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Parses JSON with Discord's error codes; exposed for multipart `payload_json`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if json_too_deep(bytes, MAX_JSON_DEPTH) {
+        return Err(ApiError(Error::bad_request(error_code::INVALID_JSON, "The request body contains invalid JSON.")));
+    }
     // Syntax first, so "not JSON" and "JSON of the wrong shape" answer differently.
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| {
         ApiError(Error::bad_request(error_code::INVALID_JSON, "The request body contains invalid JSON."))
@@ -190,6 +231,14 @@ pub fn query_timestamp(raw: Option<&str>, field: &str, errors: &mut FormErrors) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn depth_scan_counts_brackets_outside_strings_only() {
+        assert!(!json_too_deep(br#"{"a":[[1]]}"#, 3));
+        assert!(json_too_deep(br#"{"a":[[[1]]]}"#, 3));
+        assert!(!json_too_deep(br#"{"a":"[[[[[\"[[[["}"#, 1));
+        assert!(!json_too_deep(br#"[[]],[[]],[[]]"#, 2));
+    }
 
     fn tree(errors: FormErrors) -> serde_json::Value {
         errors.into_error().errors.expect("a 50035 error carries its tree")

@@ -245,3 +245,48 @@ async fn connections_over_the_per_ip_cap_get_429_and_are_closed() {
     }
     drop((held, other));
 }
+
+async fn raw_post(s: &TestServer, path: &str, token: &str, body: String) -> (StatusCode, Value) {
+    let res = s
+        .http
+        .post(format!("{}{path}", s.base))
+        .header("Authorization", token)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+fn nested(depth: usize) -> String {
+    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+#[tokio::test]
+async fn json_nested_deeper_than_64_levels_is_refused_before_parsing() {
+    let s = TestServer::start().await;
+    let (token, _) = s.user("deep").await;
+    let (_, channel) = s.guild(&token, "deep").await;
+    let path = format!("/channels/{channel}/messages");
+    // 10,000 levels: a 400 with Discord's invalid-JSON body, no crash.
+    let (status, body) = raw_post(&s, &path, &token, nested(10_000)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], 50109);
+    // 65 levels inside a field (serde_json alone would take it): refused the same way.
+    let deep_field = format!(r#"{{"content":"hi","embeds":{}}}"#, nested(64));
+    let (status, body) = raw_post(&s, &path, &token, deep_field).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], 50109);
+    // 64 levels is syntactically fine: the shape error (50035) comes back instead.
+    let ok_depth = format!(r#"{{"content":"hi","embeds":{}}}"#, nested(63));
+    let (status, body) = raw_post(&s, &path, &token, ok_depth).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], 50035);
+    // Brackets inside strings do not count, and the server is still serving.
+    let content = format!(r#"{{"content":"{}"}}"#, "[".repeat(500));
+    let (status, body) = raw_post(&s, &path, &token, content).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["content"], "[".repeat(500));
+}
