@@ -246,6 +246,34 @@ async fn connections_over_the_per_ip_cap_get_429_and_are_closed() {
     drop((held, other));
 }
 
+#[tokio::test]
+async fn gateway_connections_count_against_the_per_ip_cap() {
+    let s = TestServer::start_with(tempfile::tempdir().unwrap(), |c| c.max_connections_per_ip = 2).await;
+    let url = format!("{}/?v=10&encoding=json", s.gateway_url());
+    let (first, _) = tokio_tungstenite::connect_async(&url).await.expect("first upgrade");
+    let (second, _) = tokio_tungstenite::connect_async(&url).await.expect("second upgrade");
+    // A third WebSocket is refused with the HTTP 429, not upgraded.
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS)
+        }
+        other => panic!("expected a 429, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    // So is REST from the same address while both sessions are open.
+    let mut rest = TcpStream::connect(s.addr).await.unwrap();
+    rest.write_all(FAST).await.unwrap();
+    let res = read_response(&mut rest).await.unwrap_or_default();
+    assert!(res.starts_with("HTTP/1.1 429"), "{res}");
+    // Closing a session frees its slot.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio_tungstenite::connect_async(&url).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the gateway slot was never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(second);
+}
+
 async fn raw_post(s: &TestServer, path: &str, token: &str, body: String) -> (StatusCode, Value) {
     let res = s
         .http
