@@ -329,6 +329,12 @@ impl Encoder {
         // A block is at most the window size (and 128 KiB).
         let max_block = 1usize << self.config.zstd_window_log.min(17);
         let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total == 0 {
+            // An empty raw block, so even an empty message is bytes the client's decoder
+            // consumes (libzstd fails after 16 calls that make no progress).
+            out.extend_from_slice(&[0, 0, 0]);
+            return;
+        }
         out.reserve(total + 3 * (total / max_block + 1));
         let mut block_left = 0usize;
         let mut remaining = total;
@@ -351,7 +357,9 @@ impl Encoder {
     }
 
     fn zstd(&mut self, parts: &[&[u8]], out: &mut Vec<u8>) {
-        if matches!(self.state, State::ZstdRaw) {
+        // Empty input: a fresh context would write nothing (not even the frame header the
+        // strip below expects), so write no blocks; this still opens the frame if needed.
+        if matches!(self.state, State::ZstdRaw) || parts.iter().all(|p| p.is_empty()) {
             return self.zstd_raw(parts, out);
         }
         let mut strip = None;
@@ -686,6 +694,34 @@ mod tests {
                 assert_eq!(client.feed(&m), message(i));
                 assert_eq!(client.feed(&binary(encoder.encode_control(Bytes::from_static(ack)))), ack);
             }
+        }
+    }
+
+    /// Found by `fuzz/fuzz_targets/zlib_roundtrip.rs`: an empty message on a zstd-stream
+    /// connection whose frame was opened by a raw control frame (no context yet) panicked
+    /// ("zstd frame header": the fresh context writes nothing for empty input, so there was
+    /// no header to strip). Every message, empty or not, must keep the stream decodable.
+    #[test]
+    fn zstd_empty_message_after_a_raw_control_frame_keeps_the_stream_valid() {
+        for release in [ZstdRelease::Raw, ZstdRelease::Keep, ZstdRelease::NewFrame] {
+            let config = EncoderConfig { zstd_release: release, ..EncoderConfig::default() };
+            let mut encoder = Encoder::new(Compression::ZstdStream, config);
+            let mut client = ZstdClient::new();
+            let hello = br#"{"op":10,"d":{"heartbeat_interval":41250}}"#;
+            assert_eq!(client.feed(&binary(encoder.encode_control(Bytes::from_static(hello)))), hello);
+            for _ in 0..20 {
+                // Each one is bytes the decoder consumes: libzstd gives up after 16 empty calls.
+                let sent = binary(encoder.encode(Bytes::new()));
+                assert!(!sent.is_empty());
+                assert_eq!(client.feed(&sent), b"");
+            }
+            assert_eq!(client.feed(&binary(encoder.encode_parts(&[b"", b""]))), b"");
+            let next = message(1);
+            assert_eq!(client.feed(&binary(encoder.encode(Bytes::from(next.clone())))), next);
+            encoder.release();
+            assert_eq!(client.feed(&binary(encoder.encode(Bytes::new()))), b"");
+            let last = message(2);
+            assert_eq!(client.feed(&binary(encoder.encode(Bytes::from(last.clone())))), last);
         }
     }
 
