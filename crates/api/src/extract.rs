@@ -159,7 +159,10 @@ pub fn percent_decode(s: &str) -> String {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                // Both characters must be hex digits (`from_str_radix` alone would take a `+`).
+                let hex = (b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit())
+                    .then(|| std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()))
+                    .flatten();
                 if let Some(byte) = hex {
                     out.push(byte);
                     i += 3;
@@ -296,5 +299,19 @@ mod tests {
                 { "code": "DATE_TYPE_PARSE", "message": "Could not parse yesterday. Should be ISO8601." }
             ] } })
         );
+    }
+}
+
+#[cfg(test)]
+mod percent_tests {
+    use super::percent_decode;
+
+    #[test]
+    fn percent_decode_keeps_invalid_escapes() {
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
+        // The `%` stays literal; the `+` is then a form-encoded space.
+        assert_eq!(percent_decode("%+1"), "% 1");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%zz"), "%zz");
     }
 }
