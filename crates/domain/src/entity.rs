@@ -93,6 +93,33 @@ pub struct Guild {
     pub premium_progress_bar_enabled: bool,
 }
 
+impl Guild {
+    /// A guild with Discord's defaults for everything but its id, name and owner.
+    pub fn new(id: GuildId, name: impl Into<String>, owner_id: UserId) -> Guild {
+        Guild {
+            id,
+            name: name.into(),
+            icon: None,
+            description: None,
+            owner_id,
+            afk_channel_id: None,
+            afk_timeout: 300,
+            verification_level: 0,
+            default_message_notifications: 0,
+            explicit_content_filter: 0,
+            mfa_level: 0,
+            nsfw_level: 0,
+            system_channel_id: None,
+            system_channel_flags: 0,
+            rules_channel_id: None,
+            public_updates_channel_id: None,
+            preferred_locale: "en-US".into(),
+            features: Vec::new(),
+            premium_progress_bar_enabled: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Role {
     pub id: RoleId,
@@ -108,6 +135,31 @@ pub struct Role {
     pub flags: u64,
     /// For a bot's managed role: the bot it belongs to (wire `tags.bot_id`).
     pub bot_id: Option<UserId>,
+}
+
+impl Role {
+    /// A plain role: not hoisted, managed or mentionable, no color, icon or tags.
+    pub fn new(id: RoleId, name: impl Into<String>, position: i32, permissions: Permissions) -> Role {
+        Role {
+            id,
+            name: name.into(),
+            color: 0,
+            hoist: false,
+            icon: None,
+            unicode_emoji: None,
+            position,
+            permissions,
+            managed: false,
+            mentionable: false,
+            flags: 0,
+            bot_id: None,
+        }
+    }
+
+    /// A guild's @everyone role (its id is the guild's) with Discord's default permissions.
+    pub fn everyone(guild: GuildId) -> Role {
+        Role::new(guild.cast(), "@everyone", 0, Permissions::DEFAULT_EVERYONE)
+    }
 }
 
 /// Channel types Guildhall serves.

@@ -155,27 +155,7 @@ mod tests {
     const CH: u64 = 500;
 
     fn guild() -> GuildState {
-        let g = Guild {
-            id: GuildId::new(GUILD),
-            name: "g".into(),
-            icon: None,
-            description: None,
-            owner_id: Id::new(OWNER),
-            afk_channel_id: None,
-            afk_timeout: 300,
-            verification_level: 0,
-            default_message_notifications: 0,
-            explicit_content_filter: 0,
-            mfa_level: 0,
-            nsfw_level: 0,
-            system_channel_id: None,
-            system_channel_flags: 0,
-            rules_channel_id: None,
-            public_updates_channel_id: None,
-            preferred_locale: "en-US".into(),
-            features: vec![],
-            premium_progress_bar_enabled: false,
-        };
+        let g = Guild::new(GuildId::new(GUILD), "g", Id::new(OWNER));
         let mut s = GuildState::new(g);
         s.roles.insert(RoleId::new(GUILD), role(GUILD, 0, Permissions::DEFAULT_EVERYONE));
         s.channels.insert(Id::new(CH), Channel::new(Id::new(CH), 0, Some(GuildId::new(GUILD))));
@@ -186,20 +166,7 @@ mod tests {
     }
 
     fn role(id: u64, position: i32, permissions: Permissions) -> Role {
-        Role {
-            id: RoleId::new(id),
-            name: format!("r{id}"),
-            color: 0,
-            hoist: false,
-            icon: None,
-            unicode_emoji: None,
-            position,
-            permissions,
-            managed: false,
-            mentionable: false,
-            flags: 0,
-            bot_id: None,
-        }
+        Role::new(RoleId::new(id), format!("r{id}"), position, permissions)
     }
 
     fn ow(id: u64, kind: u8, allow: Permissions, deny: Permissions) -> Overwrite {

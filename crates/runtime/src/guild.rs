@@ -273,44 +273,11 @@ mod tests {
     const USERS: std::ops::Range<u64> = 1..12;
 
     fn role(id: u64, permissions: Permissions) -> Role {
-        Role {
-            id: RoleId::new(id),
-            name: format!("r{id}"),
-            color: 0,
-            hoist: false,
-            icon: None,
-            unicode_emoji: None,
-            position: id as i32,
-            permissions,
-            managed: false,
-            mentionable: false,
-            flags: 0,
-            bot_id: None,
-        }
+        Role::new(RoleId::new(id), format!("r{id}"), id as i32, permissions)
     }
 
     fn state() -> GuildState {
-        let g = Guild {
-            id: GuildId::new(GUILD),
-            name: "g".into(),
-            icon: None,
-            description: None,
-            owner_id: Id::new(OWNER),
-            afk_channel_id: None,
-            afk_timeout: 300,
-            verification_level: 0,
-            default_message_notifications: 0,
-            explicit_content_filter: 0,
-            mfa_level: 0,
-            nsfw_level: 0,
-            system_channel_id: None,
-            system_channel_flags: 0,
-            rules_channel_id: None,
-            public_updates_channel_id: None,
-            preferred_locale: "en-US".into(),
-            features: vec![],
-            premium_progress_bar_enabled: false,
-        };
+        let g = Guild::new(GuildId::new(GUILD), "g", Id::new(OWNER));
         let mut s = GuildState::new(g);
         s.roles.insert(RoleId::new(GUILD), role(GUILD, Permissions::DEFAULT_EVERYONE));
         for r in ROLES {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use guildhall_domain::GuildState;
 use guildhall_domain::entity::*;
+use guildhall_model::Timestamp;
 use guildhall_model::id::{ChannelId, GuildId, Id, MessageId, UserId};
-use guildhall_model::{Permissions, Timestamp};
 use guildhall_store::{EmbeddedStore, EmbeddedStoreConfig, HistoryQuery, Mutation, Store};
 
 fn message(channel: u64, id: u64, content: &str) -> Message {
@@ -35,27 +35,7 @@ fn message(channel: u64, id: u64, content: &str) -> Message {
 }
 
 fn guild(id: u64) -> Guild {
-    Guild {
-        id: Id::new(id),
-        name: "g".into(),
-        icon: None,
-        description: None,
-        owner_id: Id::new(7),
-        afk_channel_id: None,
-        afk_timeout: 300,
-        verification_level: 0,
-        default_message_notifications: 0,
-        explicit_content_filter: 0,
-        mfa_level: 0,
-        nsfw_level: 0,
-        system_channel_id: None,
-        system_channel_flags: 0,
-        rules_channel_id: None,
-        public_updates_channel_id: None,
-        preferred_locale: "en-US".into(),
-        features: vec![],
-        premium_progress_bar_enabled: false,
-    }
+    Guild::new(Id::new(id), "g", Id::new(7))
 }
 
 fn contents(page: &[Message]) -> Vec<String> {
@@ -101,20 +81,7 @@ async fn guild_state_round_trips_and_cascades(store: &dyn Store) {
     let gid: GuildId = Id::new(100);
     let mut channel = Channel::new(Id::new(101), channel_type::GUILD_TEXT, Some(gid));
     channel.name = Some("general".into());
-    let role = Role {
-        id: gid.cast(),
-        name: "@everyone".into(),
-        color: 0,
-        hoist: false,
-        icon: None,
-        unicode_emoji: None,
-        position: 0,
-        permissions: Permissions::DEFAULT_EVERYONE,
-        managed: false,
-        mentionable: false,
-        flags: 0,
-        bot_id: None,
-    };
+    let role = Role::everyone(gid);
     let member = Member::new(Id::new(7), Timestamp(5));
     let invite = Invite {
         code: "abcdefgh".into(),

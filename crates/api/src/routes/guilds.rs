@@ -65,41 +65,14 @@ async fn create_guild(
     let id: GuildId = rt.next_id();
     let owner = caller.id();
     let guild = Guild {
-        id,
-        name: body.name.trim().to_string(),
         icon: body.icon,
-        description: None,
-        owner_id: owner,
-        afk_channel_id: None,
-        afk_timeout: 300,
         verification_level: body.verification_level.unwrap_or(0).min(4),
         default_message_notifications: body.default_message_notifications.unwrap_or(0).min(1),
         explicit_content_filter: body.explicit_content_filter.unwrap_or(0).min(2),
-        mfa_level: 0,
-        nsfw_level: 0,
-        system_channel_id: None,
-        system_channel_flags: 0,
-        rules_channel_id: None,
-        public_updates_channel_id: None,
-        preferred_locale: "en-US".into(),
-        features: Vec::new(),
-        premium_progress_bar_enabled: false,
+        ..Guild::new(id, body.name.trim(), owner)
     };
     let mut state = GuildState::new(guild);
-    let everyone = Role {
-        id: id.cast(),
-        name: "@everyone".into(),
-        color: 0,
-        hoist: false,
-        icon: None,
-        unicode_emoji: None,
-        position: 0,
-        permissions: Permissions::DEFAULT_EVERYONE,
-        managed: false,
-        mentionable: false,
-        flags: 0,
-        bot_id: None,
-    };
+    let everyone = Role::everyone(id);
     state.roles.insert(everyone.id, everyone);
     // Discord's default layout: a text and a voice category, #general in each.
     let text_cat = named_channel(rt.next_id(), channel_type::GUILD_CATEGORY, id, "Text Channels", 0, None);
