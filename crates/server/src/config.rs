@@ -52,6 +52,11 @@ pub struct Config {
     /// Time a request head has to arrive whole from its first byte (a new
     /// connection: from accept), in ms; slower clients are disconnected.
     pub header_timeout_ms: u64,
+    /// Longest wait for the next bytes of a request body a handler is reading, in
+    /// ms, and longest time for a whole body from its first read; slower bodies
+    /// get 408 and the connection is closed.
+    pub body_idle_timeout_ms: u64,
+    pub body_timeout_ms: u64,
     /// Open connections (REST and gateway) allowed per client IP; more are
     /// answered 429 and closed (0 = no cap).
     pub max_connections_per_ip: u32,
@@ -86,6 +91,9 @@ impl Default for Config {
             login_limit_per_ip: 20,
             login_limit_window_secs: 15 * 60,
             header_timeout_ms: 10_000,
+            body_idle_timeout_ms: 10_000,
+            // A 25 MiB upload at 100 KB/s.
+            body_timeout_ms: 300_000,
             // Generous: the bench opens 512 REST connections from 127.0.0.1.
             max_connections_per_ip: 1024,
             worker_id: 0,
@@ -208,6 +216,12 @@ impl Config {
         }
         if let Some(v) = get("GUILDHALL_HEADER_TIMEOUT_MS") {
             self.header_timeout_ms = parse("GUILDHALL_HEADER_TIMEOUT_MS", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_BODY_IDLE_TIMEOUT_MS") {
+            self.body_idle_timeout_ms = parse("GUILDHALL_BODY_IDLE_TIMEOUT_MS", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_BODY_TIMEOUT_MS") {
+            self.body_timeout_ms = parse("GUILDHALL_BODY_TIMEOUT_MS", v)?;
         }
         if let Some(v) = get("GUILDHALL_MAX_CONNECTIONS_PER_IP") {
             self.max_connections_per_ip = parse("GUILDHALL_MAX_CONNECTIONS_PER_IP", v)?;

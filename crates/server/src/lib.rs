@@ -4,6 +4,7 @@
 //!
 //! This is the only crate that chooses a backend or a transport.
 
+mod body_timeout;
 pub mod config;
 mod listen;
 
@@ -95,6 +96,10 @@ impl Server {
         let limits = listen::Limits {
             header_timeout: std::time::Duration::from_millis(config.header_timeout_ms.max(1)),
             max_conns_per_ip: config.max_connections_per_ip,
+            body: body_timeout::BodyLimits {
+                idle: std::time::Duration::from_millis(config.body_idle_timeout_ms.max(1)),
+                total: std::time::Duration::from_millis(config.body_timeout_ms.max(1)),
+            },
         };
         Ok(Server { addr, runtime, gateway, listener, limits, state, store })
     }

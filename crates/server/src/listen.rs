@@ -9,7 +9,7 @@
 //! a keep-alive connection ([`Rewind`] watches the bytes hyper reads: after a
 //! response is written, the next byte read starts a head, and `\r\n\r\n` ends
 //! it; a head still incomplete at its deadline fails the read and hyper closes
-//! the connection). An idle keep-alive connection that has sent no byte of a next
+//! the connection; request bodies have their own deadlines, `body_timeout.rs`). An idle keep-alive connection that has sent no byte of a next
 //! request is not timed; a connection upgraded to a WebSocket inside HTTP (a
 //! `101` response) is no longer watched.
 //!
@@ -44,6 +44,8 @@ pub(crate) struct Limits {
     pub header_timeout: Duration,
     /// Open connections allowed per client IP (0 = no cap).
     pub max_conns_per_ip: u32,
+    /// Deadlines for request bodies (`body_timeout.rs`).
+    pub body: crate::body_timeout::BodyLimits,
 }
 
 /// Open connections per client IP.
@@ -124,6 +126,8 @@ pub(crate) async fn serve(
     // An upgrade can also arrive later on a keep-alive connection that began as
     // REST (discord.py does this): hyper upgrades it and the gateway takes over.
     let app = app.layer(axum::middleware::from_fn_with_state(gateway.clone(), upgrade_in_http));
+    // Request bodies must keep arriving (slowloris on the body).
+    let app = app.layer(axum::middleware::from_fn_with_state(limits.body, crate::body_timeout::limit_body));
     // ConnectInfo carries the peer address to handlers (per-IP rate limits).
     let app = app.into_make_service_with_connect_info::<guildhall_api::PeerAddr>();
     let http =

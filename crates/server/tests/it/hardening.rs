@@ -318,3 +318,92 @@ async fn json_nested_deeper_than_64_levels_is_refused_before_parsing() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["content"], "[".repeat(500));
 }
+
+async fn slow_body_server() -> TestServer {
+    TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
+        c.body_idle_timeout_ms = 300;
+        c.body_timeout_ms = 1_000;
+    })
+    .await
+}
+
+/// The head of a message send whose body announces `len` bytes.
+fn post_head(channel: &str, token: &str, len: usize) -> String {
+    format!(
+        "POST /api/v10/channels/{channel}/messages HTTP/1.1\r\nHost: guildhall\r\nAuthorization: {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_gets_408_and_the_connection_is_closed() {
+    let s = slow_body_server().await;
+    let (token, _) = s.user("stall").await;
+    let (_, channel) = s.guild(&token, "stall").await;
+    let body = br#"{"content":"never finished"}"#;
+    let mut stream = TcpStream::connect(s.addr).await.unwrap();
+    stream.write_all(post_head(&channel, &token, body.len()).as_bytes()).await.unwrap();
+    stream.write_all(&body[..10]).await.unwrap();
+    let t0 = tokio::time::Instant::now();
+    let res = tokio::time::timeout(Duration::from_secs(5), read_response(&mut stream))
+        .await
+        .expect("the server kept waiting for the body")
+        .expect("a response before the close");
+    let took = t0.elapsed();
+    assert!(res.starts_with("HTTP/1.1 408"), "{res}");
+    assert!(res.to_ascii_lowercase().contains("connection: close"), "{res}");
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "answered after {took:?}");
+    let mut rest = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut rest)).await.expect("not closed");
+    assert!(matches!(n, Ok(0) | Err(_)), "the connection stayed open");
+    // Nothing was stored.
+    let (st, msgs) = s.get(&format!("/channels/{channel}/messages"), &token).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(msgs.as_array().unwrap().len(), 0, "{msgs}");
+}
+
+#[tokio::test]
+async fn a_body_trickled_within_the_idle_limit_is_cut_off_at_the_total_limit() {
+    let s = slow_body_server().await;
+    let (token, _) = s.user("trickle").await;
+    let (_, channel) = s.guild(&token, "trickle").await;
+    let body = format!(r#"{{"content":"{}"}}"#, "x".repeat(200));
+    let mut stream = TcpStream::connect(s.addr).await.unwrap();
+    stream.write_all(post_head(&channel, &token, body.len()).as_bytes()).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let t0 = tokio::time::Instant::now();
+    let writer = tokio::spawn(async move {
+        // One byte every 100 ms: never idle for 300 ms, but 200+ bytes take 20 s.
+        for b in body.into_bytes() {
+            if wr.write_all(&[b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), rd.read_to_end(&mut buf)).await;
+    writer.abort();
+    assert!(read.is_ok(), "the server kept a trickling body for 5 s");
+    let took = t0.elapsed();
+    let res = String::from_utf8_lossy(&buf);
+    assert!(res.starts_with("HTTP/1.1 408"), "{res}");
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "closed after {took:?}");
+}
+
+#[tokio::test]
+async fn a_body_sent_in_pieces_within_the_limits_is_accepted() {
+    let s = slow_body_server().await;
+    let (token, _) = s.user("pieces").await;
+    let (_, channel) = s.guild(&token, "pieces").await;
+    let body = br#"{"content":"in three pieces"}"#;
+    let mut stream = TcpStream::connect(s.addr).await.unwrap();
+    stream.write_all(post_head(&channel, &token, body.len()).as_bytes()).await.unwrap();
+    for piece in body.chunks(11) {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stream.write_all(piece).await.unwrap();
+    }
+    let res = read_response(&mut stream).await.expect("a response");
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(res.contains("in three pieces"), "{res}");
+}
