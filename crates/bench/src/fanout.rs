@@ -211,6 +211,19 @@ async fn send_messages(
     rate: f64,
     pad: usize,
 ) -> Res<(Vec<u64>, Histogram)> {
+    send_messages_from(rest, token, channel, 0, total, rate, pad).await
+}
+
+/// [`send_messages`] with seqs `first..first + total`.
+pub(crate) async fn send_messages_from(
+    rest: &Rest,
+    token: &str,
+    channel: &str,
+    first: usize,
+    total: usize,
+    rate: f64,
+    pad: usize,
+) -> Res<(Vec<u64>, Histogram)> {
     let start = tokio::time::Instant::now();
     let mut sent = Vec::with_capacity(total);
     let mut lat = Histogram::new();
@@ -220,7 +233,7 @@ async fn send_messages(
         tokio::time::sleep_until(start + Duration::from_secs_f64(seq as f64 / rate.max(0.001))).await;
         let at = unix_nanos();
         let t = Instant::now();
-        let body = json!({ "content": format!("bench:{seq}:{at} {padding}") });
+        let body = json!({ "content": format!("bench:{}:{at} {padding}", first + seq) });
         rest.ok(Method::POST, &path, Some(token), Some(&body)).await?;
         lat.record_duration(t.elapsed());
         sent.push(at);

@@ -88,6 +88,18 @@ impl Gw {
     /// `__inet_hash_connect` + `__inet_check_established` ate a quarter of the CPU at
     /// 19,000 sockets).
     pub async fn connect_from(gateway: &str, compress: Compress, source: Option<std::net::IpAddr>) -> Res<Gw> {
+        Gw::connect_opts(gateway, compress, source, None).await
+    }
+
+    /// [`Gw::connect_from`] with the socket's `SO_RCVBUF` set before connecting
+    /// (so the advertised window stays small): a client that stops reading then
+    /// backs the server's writes up after a few KiB.
+    pub async fn connect_opts(
+        gateway: &str,
+        compress: Compress,
+        source: Option<std::net::IpAddr>,
+        rcvbuf: Option<u32>,
+    ) -> Res<Gw> {
         let url = format!("{gateway}/?v=10&encoding=json{}", compress.query());
         let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
         let hostport = gateway.split("://").nth(1).unwrap_or(gateway).split('/').next().unwrap_or("").to_string();
@@ -98,6 +110,9 @@ impl Gw {
             .ok_or_else(|| format!("resolve {hostport}: no address"))?;
         let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
             .map_err(|e| e.to_string())?;
+        if let Some(size) = rcvbuf {
+            socket.set_recv_buffer_size(size).map_err(|e| format!("SO_RCVBUF {size}: {e}"))?;
+        }
         if let Some(ip) = source.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
             socket.bind(std::net::SocketAddr::new(ip, 0)).map_err(|e| format!("bind {ip}: {e}"))?;
         }
@@ -136,6 +151,11 @@ impl Gw {
             }
         }))
         .await
+    }
+
+    /// RESUME (op 6) of `session_id` from sequence `seq`.
+    pub async fn resume(&mut self, token: &str, session_id: &str, seq: u64) -> Res<()> {
+        self.send_json(&json!({ "op": 6, "d": { "token": token, "session_id": session_id, "seq": seq } })).await
     }
 
     pub async fn heartbeat(&mut self) -> Res<()> {
@@ -218,6 +238,17 @@ impl Gw {
 
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
+    }
+
+    /// Closes with code 1000 (the session ends: it cannot be resumed) and waits
+    /// briefly for the server's close frame.
+    pub async fn close_normal(mut self) {
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+        let frame = CloseFrame { code: CloseCode::Normal, reason: "bye".into() };
+        let _ = self.ws.close(Some(frame)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = self.ws.next().await {} })
+            .await;
     }
 }
 

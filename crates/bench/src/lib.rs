@@ -11,6 +11,11 @@
 //! - `fanout`: M online members of one guild, one REST sender at R msgs/s; delivery
 //!   latency, last-recipient latency, server CPU per delivery, exactly-once-in-order.
 //! - `ready`: IDENTIFY → last GUILD_CREATE for a user in G guilds of M members.
+//! - `stalled`: sessions that stop reading while a busy guild fans out: server RSS
+//!   per stalled session, when the server closes them, other readers' latency.
+//! - `soak`: a stable population with connection churn (clean closes, drops +
+//!   RESUME, drops + re-IDENTIFY) and traffic for a long time: RSS and open fds
+//!   over time, resume correctness.
 //!
 //! The server is either started by the bench (`--spawn path/to/guildhall`) or
 //! already running (`--server URL`, `--pid` for /proc figures). Worker processes
@@ -25,8 +30,11 @@ pub mod idle;
 pub mod ready;
 pub mod report;
 pub mod rest;
+pub mod sample;
 pub mod seed;
 pub mod server;
+pub mod soak;
+pub mod stalled;
 pub mod store;
 pub mod worker;
 
@@ -97,6 +105,10 @@ pub enum Scenario {
     Fanout(fanout::FanoutArgs),
     /// IDENTIFY → last GUILD_CREATE for a user in many big guilds.
     Ready(ready::ReadyArgs),
+    /// Sessions that never read while a guild fans out: server memory bound, others' latency.
+    Stalled(stalled::StalledArgs),
+    /// Connection churn plus traffic for a long time: server RSS and fds, RESUME correctness.
+    Soak(soak::SoakArgs),
     /// (internal) Holds gateway sessions for a parent bench process.
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
@@ -146,6 +158,8 @@ pub async fn run(cli: Cli) -> Res<Option<PathBuf>> {
         Scenario::Idle(a) => idle::run(a).await.map(Some),
         Scenario::Fanout(a) => fanout::run(a).await.map(Some),
         Scenario::Ready(a) => ready::run(a).await.map(Some),
+        Scenario::Stalled(a) => stalled::run(a).await.map(Some),
+        Scenario::Soak(a) => soak::run(a).await.map(Some),
         Scenario::Worker(a) => worker::run(a).await.map(|_| None),
     }
 }

@@ -72,6 +72,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub extra: serde_json::Map<String, Value>,
     pub histograms: Vec<(String, Histogram)>,
+    /// Other pictures (name, SVG text), written next to the JSON.
+    pub svgs: Vec<(String, String)>,
     pub notes: Vec<String>,
 }
 
@@ -83,6 +85,7 @@ impl Report {
             rows: Vec::new(),
             extra: serde_json::Map::new(),
             histograms: Vec::new(),
+            svgs: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -93,6 +96,11 @@ impl Report {
 
     pub fn extra(&mut self, key: &str, value: Value) {
         self.extra.insert(key.into(), value);
+    }
+
+    /// Adds a picture written as `<scenario>-<stamp>-<name>.svg`.
+    pub fn svg(&mut self, name: &str, svg: String) {
+        self.svgs.push((name.to_string(), svg));
     }
 
     pub fn note(&mut self, text: impl Into<String>) {
@@ -167,10 +175,15 @@ impl Report {
         let stamp = unix_secs();
         let path = dir.join(format!("{}-{stamp}.json", self.scenario));
         std::fs::write(&path, serde_json::to_vec_pretty(&self.to_json()).unwrap_or_default())?;
+        let file = |name: &str| -> String {
+            let f: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+            format!("{}-{stamp}-{f}.svg", self.scenario)
+        };
         for (name, h) in &self.histograms {
-            let file: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-            let svg = dir.join(format!("{}-{stamp}-{file}.svg", self.scenario));
-            std::fs::write(svg, h.to_svg(&format!("{}: {name}", self.scenario)))?;
+            std::fs::write(dir.join(file(name)), h.to_svg(&format!("{}: {name}", self.scenario)))?;
+        }
+        for (name, svg) in &self.svgs {
+            std::fs::write(dir.join(file(name)), svg)?;
         }
         println!("results: {}", path.display());
         Ok(path)

@@ -43,12 +43,29 @@ pub struct WorkerArgs {
     pub rate: f64,
     #[arg(long, default_value_t = gw::INTENTS_DEFAULT)]
     pub intents: u64,
+    /// What the sessions do: `read` (record bench messages), `stalled` (stop reading
+    /// after READY, see `stalled`), `soak` (churn, see `soak`).
+    #[arg(long, default_value = "read")]
+    pub mode: String,
+    /// `SO_RCVBUF` for each session's socket (stalled mode).
+    #[arg(long)]
+    pub rcvbuf: Option<u32>,
+    /// Soak mode: sessions with a global index below this identify with message
+    /// intents (readers); the others with GUILDS only.
+    #[arg(long, default_value_t = usize::MAX)]
+    pub readers: usize,
 }
 
 /// What one session saw of the bench's messages: (seq, send ns, receive ns) in arrival order.
 type Seen = Arc<Mutex<Vec<(u32, u64, u64)>>>;
 
 pub async fn run(a: WorkerArgs) -> Res<()> {
+    match a.mode.as_str() {
+        "read" => {}
+        "stalled" => return crate::stalled::worker(a).await,
+        "soak" => return crate::soak::worker(a).await,
+        m => return Err(format!("unknown worker mode {m:?}")),
+    }
     let tokens: Vec<String> =
         serde_json::from_slice(&std::fs::read(&a.tokens).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     if tokens.is_empty() {
@@ -104,13 +121,20 @@ pub async fn run(a: WorkerArgs) -> Res<()> {
         let mut words = line.split_whitespace();
         match words.next() {
             Some("report") => {
-                let expected: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                // `report N` checks seqs 0..N; `report FROM TO` checks FROM..TO only.
+                let a: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                let (from, to) = match words.next().and_then(|w| w.parse().ok()) {
+                    Some(b) => (a, b),
+                    None => (0, a),
+                };
                 let sessions: Vec<Seen> = all_seen.lock().unwrap().clone();
                 let deadline = Instant::now() + Duration::from_secs(15);
-                while Instant::now() < deadline && sessions.iter().any(|s| s.lock().unwrap().len() < expected) {
+                let count =
+                    |s: &Seen| s.lock().unwrap().iter().filter(|e| (from..to).contains(&(e.0 as usize))).count();
+                while Instant::now() < deadline && sessions.iter().any(|s| count(s) < to - from) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                emit(&report(&sessions, expected)).await;
+                emit(&report_range(&sessions, from, to)).await;
             }
             Some("quit") | None => break,
             Some(_) => {}
@@ -119,14 +143,22 @@ pub async fn run(a: WorkerArgs) -> Res<()> {
     Ok(())
 }
 
-async fn emit(v: &Value) {
+pub(crate) async fn emit(v: &Value) {
     let mut out = tokio::io::stdout();
     let _ = out.write_all(format!("{v}\n").as_bytes()).await;
     let _ = out.flush().await;
 }
 
 /// Checks every session's arrivals against 0..expected, once each, in order.
+#[cfg(test)]
 fn report(sessions: &[Seen], expected: usize) -> Value {
+    report_range(sessions, 0, expected)
+}
+
+/// Checks every session's arrivals with seq in `from..to` against that range, once
+/// each, in order (`last[k]` is the latest arrival of seq `from + k`).
+fn report_range(sessions: &[Seen], from: usize, to: usize) -> Value {
+    let expected = to.saturating_sub(from);
     let mut hist = Histogram::new();
     let mut last = vec![0u64; expected];
     let (mut deliveries, mut dups, mut reordered, mut missing, mut bad_sessions) = (0u64, 0u64, 0u64, 0u64, 0u64);
@@ -136,10 +168,10 @@ fn report(sessions: &[Seen], expected: usize) -> Value {
         let mut got = vec![false; expected];
         let mut prev: Option<u32> = None;
         let mut bad = false;
-        for &(seq, sent, recv) in seen.iter() {
+        for &(seq, sent, recv) in seen.iter().filter(|e| (from..to).contains(&(e.0 as usize))) {
             deliveries += 1;
             hist.record(recv.saturating_sub(sent));
-            let q = seq as usize;
+            let q = seq as usize - from;
             if q < expected {
                 if got[q] {
                     dups += 1;
@@ -283,6 +315,22 @@ impl Workers {
         rate: f64,
         intents: u64,
     ) -> Res<(Workers, Connected)> {
+        Workers::spawn_with(exe, gateway, compress, tokens_file, sessions, per_worker, rate, intents, &[]).await
+    }
+
+    /// [`Workers::spawn`] with extra worker arguments (`--mode`, `--rcvbuf`, ...).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn spawn_with(
+        exe: &Path,
+        gateway: &str,
+        compress: Compress,
+        tokens_file: &Path,
+        sessions: usize,
+        per_worker: usize,
+        rate: f64,
+        intents: u64,
+        extra: &[String],
+    ) -> Res<(Workers, Connected)> {
         let count = sessions.div_ceil(per_worker.max(1)).max(1);
         let mut procs = Vec::new();
         for w in 0..count {
@@ -295,6 +343,7 @@ impl Workers {
                 .arg(tokens_file)
                 .args(["--from", &from.to_string(), "--to", &to.to_string()])
                 .args(["--rate", &(rate / count as f64).to_string(), "--intents", &intents.to_string()])
+                .args(extra)
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
                 .kill_on_drop(true)
@@ -359,6 +408,18 @@ impl Workers {
     pub async fn report(&mut self, expected: usize) -> Res<Vec<Value>> {
         self.send(&format!("report {expected}")).await?;
         self.read_all("report").await
+    }
+
+    /// Asks for the delivery report of seqs `from..to`.
+    pub async fn report_range(&mut self, from: usize, to: usize) -> Res<Vec<Value>> {
+        self.send(&format!("report {from} {to}")).await?;
+        self.read_all("report").await
+    }
+
+    /// Sends `line` to every worker and waits for each one's answer of `kind`.
+    pub async fn request(&mut self, line: &str, kind: &str) -> Res<Vec<Value>> {
+        self.send(line).await?;
+        self.read_all(kind).await
     }
 
     pub async fn quit(mut self) {

@@ -24,6 +24,10 @@ impl Drop for Running {
 }
 
 async fn server() -> Running {
+    server_with(|_| {}).await
+}
+
+async fn server_with(tune: impl FnOnce(&mut Config)) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -34,6 +38,7 @@ async fn server() -> Running {
     };
     // Rate limits off, as a spawned bench server has them.
     cfg.apply_env(|k| k.starts_with("GUILDHALL_RATELIMIT_").then(|| "0".to_string())).unwrap();
+    tune(&mut cfg);
     let server = Server::bind(cfg).await.unwrap();
     let url = format!("http://{}", server.addr);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -175,4 +180,96 @@ async fn ready_receives_every_guild() {
     let rows = bench(&s, out.path(), &["ready", "--guilds", "3", "--members", "4", "--repeat", "2"]).await;
     assert_eq!(measured(&rows, "GUILD_CREATEs received"), 3.0);
     assert!(measured(&rows, "IDENTIFY→last GUILD_CREATE p99") >= measured(&rows, "IDENTIFY→READY p50"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_sessions_are_closed_and_readers_get_everything() {
+    // Small session queues and send buffers, so 150 messages overflow a stalled session.
+    let s = server_with(|c| {
+        c.gateway_queue_capacity = 32;
+        c.gateway_send_buffer_bytes = 4096;
+    })
+    .await;
+    let out = tempfile::tempdir().unwrap();
+    let rows = bench(
+        &s,
+        out.path(),
+        &[
+            "stalled",
+            "--readers",
+            "4",
+            "--stalled",
+            "3",
+            "--rate",
+            "100",
+            "--secs",
+            "1.5",
+            "--settle",
+            "0.5",
+            "--sample-ms",
+            "50",
+        ],
+    )
+    .await;
+    assert_eq!(measured(&rows, "readers online"), 4.0);
+    assert_eq!(measured(&rows, "stalled sessions identified"), 3.0);
+    for phase in ["A (readers only)", "B (with stalled sessions)"] {
+        assert_eq!(measured(&rows, &format!("{phase}: deliveries (expected 600)")), 600.0, "{phase}");
+        assert_eq!(measured(&rows, &format!("{phase}: missing + duplicate + out-of-order")), 0.0, "{phase}");
+        assert!(measured(&rows, &format!("{phase}: REST send→reader p99")) > 0.0);
+    }
+    assert_eq!(measured(&rows, "stalled sessions closed by the server (overflow counter)"), 3.0);
+    assert_eq!(measured(&rows, "stalled clients that found their connection closed when they read"), 3.0);
+    assert_eq!(measured(&rows, "stalled clients still open when they read"), 0.0);
+    assert!(measured(&rows, "last overflow close, after phase B started") > 0.0);
+    row(&rows, "RSS per stalled session: peak B − idle with stalled sessions");
+    row(&rows, "reader p99 in B");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_churn_resumes_without_gaps_and_settles() {
+    // A short resume window, so sessions dropped without RESUME end within the test.
+    let s = server_with(|c| c.gateway_resume_window_secs = 2).await;
+    let out = tempfile::tempdir().unwrap();
+    let rows = bench(
+        &s,
+        out.path(),
+        &[
+            "soak",
+            "--population",
+            "6",
+            "--readers",
+            "3",
+            "--per-worker",
+            "3",
+            "--rate",
+            "20",
+            "--duration",
+            "3s",
+            "--churn",
+            "6",
+            "--warmup",
+            "1",
+            "--settle-max",
+            "20",
+            "--sample-secs",
+            "0.5",
+        ],
+    )
+    .await;
+    assert_eq!(measured(&rows, "population online after connecting"), 6.0);
+    let attempts = measured(&rows, "TCP drops then RESUME");
+    assert!(attempts >= 2.0, "{attempts}");
+    assert_eq!(measured(&rows, "RESUMEs OK"), attempts);
+    assert_eq!(measured(&rows, "RESUMEs failed"), 0.0);
+    assert!(measured(&rows, "clean closes (1000) then IDENTIFY") >= 2.0);
+    assert!(measured(&rows, "TCP drops then IDENTIFY") >= 2.0);
+    assert_eq!(measured(&rows, "gaps in `s` within a session"), 0.0);
+    assert_eq!(measured(&rows, "bench messages missing/reordered within a session"), 0.0);
+    assert_eq!(measured(&rows, "unexpected errors"), 0.0);
+    assert_eq!(measured(&rows, "reader sessions without the last message at the end"), 0.0);
+    assert_eq!(measured(&rows, "settled (sessions_open = connections = population)"), 1.0);
+    assert!(measured(&rows, "messages sent") >= 60.0);
+    row(&rows, "server open fds final");
+    row(&rows, "server RSS final");
 }
