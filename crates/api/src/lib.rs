@@ -17,6 +17,7 @@ pub mod error;
 pub mod extract;
 pub mod login_limit;
 pub mod metrics;
+pub mod openapi;
 pub mod ratelimit;
 pub mod render;
 pub mod routes;
@@ -122,9 +123,10 @@ pub struct AppStateParts {
 /// Writes Prometheus exposition lines into the buffer.
 pub type ExtraMetrics = Arc<dyn Fn(&mut String) + Send + Sync>;
 
-/// The versioned API routes (mounted under /api/v10, /api/v9 and /api).
-fn api_routes() -> Router<AppState> {
-    routes::router()
+/// The versioned API routes (mounted under /api/v10, /api/v9 and /api), with
+/// the OpenAPI document that describes them at `/openapi.json`.
+pub fn api_routes() -> Router<AppState> {
+    routes::router().route("/openapi.json", axum::routing::get(openapi::openapi_json))
 }
 
 /// The whole HTTP application.

@@ -31,11 +31,27 @@ use crate::error::{ApiResult, created_json, ok_json};
 use crate::extract::{DiscordJson, path_id};
 use crate::routes::auth::validate_username;
 
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_applications,
+    create_application,
+    get_current,
+    get_current_oauth2,
+    patch_current,
+    get_application,
+    patch_application,
+    create_bot,
+    patch_bot,
+    reset_bot
+))]
+pub(crate) struct Doc;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/applications", get(list_applications).post(create_application))
         .route("/applications/@me", get(get_current).patch(patch_current))
-        .route("/oauth2/applications/@me", get(get_current))
+        .route("/oauth2/applications/@me", get(get_current_oauth2))
         .route("/applications/{application_id}", get(get_application).patch(patch_application))
         .route("/applications/{application_id}/bot", post(create_bot).patch(patch_bot))
         .route("/applications/{application_id}/bot/reset", post(reset_bot))
@@ -123,10 +139,12 @@ fn new_bot_user(id: UserId, username: String) -> User {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CreateApplication {
+    #[schema(min_length = 2, max_length = 32)]
     name: String,
     #[serde(default)]
+    #[schema(max_length = 400)]
     description: Option<String>,
     #[allow(dead_code)]
     #[serde(default)]
@@ -145,6 +163,7 @@ fn validate_description(d: &str, errors: &mut FormErrors) {
     }
 }
 
+#[utoipa::path(post, path = "/applications", tag = "applications", request_body = CreateApplication, responses((status = 201, description = "The Application", body = crate::openapi::schema::Application)))]
 async fn create_application(
     State(s): State<AppState>,
     caller: Caller,
@@ -179,6 +198,7 @@ async fn create_application(
     Ok(created_json(&render_application(&s, &app)?))
 }
 
+#[utoipa::path(get, path = "/applications", tag = "applications", responses((status = 200, description = "The caller's applications", body = [crate::openapi::schema::Application])))]
 async fn list_applications(State(s): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require_user_account()?;
     let mut apps = s.rt.directory.applications_of_owner(caller.id());
@@ -197,6 +217,7 @@ fn accessible(s: &AppState, caller: &Caller, raw: &str, bot_may: bool) -> ApiRes
         .ok_or_else(|| Error::unknown_application().into())
 }
 
+#[utoipa::path(get, path = "/applications/{application_id}", tag = "applications", responses((status = 200, description = "The Application", body = crate::openapi::schema::Application)))]
 async fn get_application(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let app = accessible(&s, &caller, &id, true)?;
     Ok(ok_json(&render_application(&s, &app)?))
@@ -210,16 +231,25 @@ fn current(s: &AppState, caller: &Caller) -> ApiResult<Arc<Application>> {
     s.rt.directory.application_of_bot(caller.id()).ok_or_else(|| Error::unknown_application().into())
 }
 
+#[utoipa::path(get, path = "/applications/@me", tag = "applications", responses((status = 200, description = "The application of the calling bot", body = crate::openapi::schema::Application)))]
 async fn get_current(State(s): State<AppState>, caller: Caller) -> ApiResult<Response> {
     let app = current(&s, &caller)?;
     Ok(ok_json(&render_application(&s, &app)?))
 }
 
-#[derive(Deserialize)]
+/// The same as `GET /applications/@me`, under the path discord.py uses.
+#[utoipa::path(get, path = "/oauth2/applications/@me", tag = "applications", responses((status = 200, description = "The application of the calling bot", body = crate::openapi::schema::Application)))]
+async fn get_current_oauth2(state: State<AppState>, caller: Caller) -> ApiResult<Response> {
+    get_current(state, caller).await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 struct PatchApplication {
     #[serde(default)]
+    #[schema(min_length = 2, max_length = 32)]
     name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(max_length = 400)]
     description: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     icon: Option<Option<String>>,
@@ -231,6 +261,7 @@ struct PatchApplication {
     bot_require_code_grant: Option<bool>,
 }
 
+#[utoipa::path(patch, path = "/applications/{application_id}", tag = "applications", request_body = PatchApplication, responses((status = 200, description = "The Application", body = crate::openapi::schema::Application)))]
 async fn patch_application(
     State(s): State<AppState>,
     caller: Caller,
@@ -241,6 +272,7 @@ async fn patch_application(
     update_application(&s, app.id, body).await
 }
 
+#[utoipa::path(patch, path = "/applications/@me", tag = "applications", request_body = PatchApplication, responses((status = 200, description = "The Application", body = crate::openapi::schema::Application)))]
 async fn patch_current(
     State(s): State<AppState>,
     caller: Caller,
@@ -297,6 +329,7 @@ fn owned(s: &AppState, caller: &Caller, raw: &str) -> ApiResult<Arc<Application>
 
 /// `POST /applications/{id}/bot`: the bot's token, creating the bot user if the
 /// application somehow has none.
+#[utoipa::path(post, path = "/applications/{application_id}/bot", tag = "applications", responses((status = 200, description = "The bot user's token", body = crate::openapi::schema::Token)))]
 async fn create_bot(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let app = owned(&s, &caller, &id)?;
     let _claim = s.accounts.lock().await;
@@ -314,6 +347,7 @@ async fn create_bot(State(s): State<AppState>, caller: Caller, Path(id): Path<St
 
 /// `POST /applications/{id}/bot/reset`: a new token; every older one stops
 /// verifying and the bot's live gateway sessions are invalidated.
+#[utoipa::path(post, path = "/applications/{application_id}/bot/reset", tag = "applications", responses((status = 200, description = "The bot's new token (older ones are revoked)", body = crate::openapi::schema::Token)))]
 async fn reset_bot(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let app = owned(&s, &caller, &id)?;
     let _claim = s.accounts.lock().await;
@@ -328,9 +362,10 @@ async fn reset_bot(State(s): State<AppState>, caller: Caller, Path(id): Path<Str
     Ok(ok_json(&serde_json::json!({ "token": token })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct PatchBot {
     #[serde(default)]
+    #[schema(min_length = 2, max_length = 32, pattern = "^[A-Za-z0-9_.]+$")]
     username: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     avatar: Option<Option<String>>,
@@ -338,6 +373,7 @@ struct PatchBot {
 
 /// `PATCH /applications/{id}/bot`: the bot's username and avatar. Sends
 /// USER_UPDATE to the bot's sessions and GUILD_MEMBER_UPDATE to its guilds.
+#[utoipa::path(patch, path = "/applications/{application_id}/bot", tag = "applications", request_body = PatchBot, responses((status = 200, description = "The bot user", body = crate::openapi::schema::User)))]
 async fn patch_bot(
     State(s): State<AppState>,
     caller: Caller,

@@ -36,6 +36,20 @@ pub fn unversioned() -> Router<AppState> {
     Router::new().route("/attachments/{channel_id}/{attachment_id}/{filename}", get(serve))
 }
 
+/// A message as `multipart/form-data` (the OpenAPI document's view of what
+/// [`read_multipart`] accepts): the JSON body in `payload_json` (or plain fields
+/// such as `content`), and up to ten `files[n]` parts.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct MessageUpload {
+    /// The JSON body, as a string.
+    payload_json: Option<String>,
+    #[schema(max_length = 2000)]
+    content: Option<String>,
+    #[schema(rename = "files[0]", value_type = Option<String>, format = Binary)]
+    file0: Option<()>,
+}
+
 /// Files per message, as on Discord.
 const MAX_FILES: usize = 10;
 
@@ -357,6 +371,7 @@ async fn store_files(
 }
 
 /// `POST /channels/{id}/messages`, JSON or multipart.
+#[utoipa::path(post, path = "/channels/{channel_id}/messages", tag = "messages", request_body(content((crate::routes::messages::CreateMessageBody = "application/json"), (MessageUpload = "multipart/form-data"))), responses((status = 200, description = "The new message", body = crate::openapi::schema::Message)))]
 pub async fn create_message(
     State(s): State<AppState>,
     caller: Caller,
@@ -390,6 +405,7 @@ pub async fn create_message(
 }
 
 /// `PATCH /channels/{id}/messages/{msg}`, JSON or multipart (new files).
+#[utoipa::path(patch, path = "/channels/{channel_id}/messages/{message_id}", tag = "messages", request_body(content((crate::routes::messages::EditMessageBody = "application/json"), (MessageUpload = "multipart/form-data"))), responses((status = 200, description = "The edited message", body = crate::openapi::schema::Message)))]
 pub async fn edit_message(
     State(s): State<AppState>,
     caller: Caller,

@@ -15,15 +15,22 @@ use crate::error::{ApiResult, created_json, ok_json};
 use crate::extract::DiscordJson;
 use crate::login_limit::ClientIp;
 
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(register, login))]
+pub(crate) struct Doc;
+
 pub fn routes() -> Router<AppState> {
     Router::new().route("/auth/register", post(register)).route("/auth/login", post(login))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Register {
+    #[schema(min_length = 2, max_length = 32, pattern = "^[A-Za-z0-9_.]+$")]
     username: String,
     password: Option<String>,
     email: Option<String>,
+    #[schema(min_length = 1, max_length = 32)]
     global_name: Option<String>,
     #[serde(default)]
     consent: Option<bool>,
@@ -43,6 +50,7 @@ pub fn validate_username(name: &str, errors: &mut FormErrors, field: &str) {
     }
 }
 
+#[utoipa::path(post, path = "/auth/register", tag = "auth", security(()), request_body = Register, responses((status = 201, description = "The new account's token", body = crate::openapi::schema::Token)))]
 async fn register(State(s): State<AppState>, DiscordJson(body): DiscordJson<Register>) -> ApiResult<Response> {
     let mut errors = FormErrors::default();
     validate_username(&body.username, &mut errors, "username");
@@ -93,7 +101,7 @@ async fn register(State(s): State<AppState>, DiscordJson(body): DiscordJson<Regi
     Ok(created_json(&serde_json::json!({ "token": token })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Login {
     login: String,
     password: String,
@@ -106,6 +114,7 @@ static DUMMY_HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_
 /// Failed attempts are counted per account name and per client IP (see
 /// [`crate::login_limit`]); over either limit the answer is 429 before the
 /// password is checked, the same for names with and without an account.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", security(()), request_body = Login, responses((status = 200, description = "The account's token", body = crate::openapi::schema::LoginResponse)))]
 async fn login(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,

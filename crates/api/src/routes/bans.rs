@@ -20,6 +20,11 @@ use crate::error::{ApiResult, no_content, ok_json};
 use crate::extract::{DiscordJson, DiscordQuery, path_id, query_id, query_limit};
 use crate::routes::guild_common::{audit_reason, remove_member, require_guild_permission, user_json};
 
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_bans, get_ban, ban, unban))]
+pub(crate) struct Doc;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/guilds/{guild_id}/bans", get(list_bans))
@@ -44,16 +49,21 @@ fn ban_event(name: &'static str, a: &GuildActor, user: UserId) -> Event {
     )
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     #[serde(default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     #[serde(default)]
+    #[param(value_type = Option<crate::openapi::schema::Snowflake>)]
     before: Option<String>,
     #[serde(default)]
+    #[param(value_type = Option<crate::openapi::schema::Snowflake>)]
     after: Option<String>,
 }
 
+#[utoipa::path(get, path = "/guilds/{guild_id}/bans", tag = "bans", params(ListQuery), responses((status = 200, description = "The Ban list", body = [crate::openapi::schema::Ban])))]
 async fn list_bans(
     State(s): State<AppState>,
     caller: Caller,
@@ -92,6 +102,7 @@ async fn list_bans(
     Ok(ok_json(&value))
 }
 
+#[utoipa::path(get, path = "/guilds/{guild_id}/bans/{user_id}", tag = "bans", responses((status = 200, description = "The Ban", body = crate::openapi::schema::Ban)))]
 async fn get_ban(
     State(s): State<AppState>,
     caller: Caller,
@@ -111,11 +122,13 @@ async fn get_ban(
     Ok(ok_json(&value))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct BanBody {
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 604800)]
     delete_message_seconds: Option<i64>,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 7)]
     delete_message_days: Option<i64>,
 }
 
@@ -144,6 +157,7 @@ fn recent_messages_of(
     Ok(out)
 }
 
+#[utoipa::path(put, path = "/guilds/{guild_id}/bans/{user_id}", tag = "bans", request_body = BanBody, responses((status = 204, description = "Done; no body")))]
 async fn ban(
     State(s): State<AppState>,
     caller: Caller,
@@ -225,6 +239,7 @@ async fn ban(
     Ok(no_content())
 }
 
+#[utoipa::path(delete, path = "/guilds/{guild_id}/bans/{user_id}", tag = "bans", responses((status = 204, description = "Done; no body")))]
 async fn unban(
     State(s): State<AppState>,
     caller: Caller,

@@ -31,6 +31,20 @@ use crate::routes::guild_common::{
 };
 use crate::routes::guilds::render_guild;
 
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_channels,
+    create_channel,
+    reorder_channels,
+    get_channel,
+    modify_channel,
+    delete_channel,
+    put_overwrite,
+    delete_overwrite
+))]
+pub(crate) struct Doc;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/guilds/{guild_id}/channels", get(list_channels).post(create_channel).patch(reorder_channels))
@@ -64,14 +78,17 @@ pub fn private_channel_json(shared: &guildhall_runtime::Shared, c: &Channel, vie
 // Bodies and validation
 
 /// An overwrite as clients send it; `type` may be 0/1 or "role"/"member".
-#[derive(Deserialize, Clone)]
+#[derive(Deserialize, Clone, utoipa::ToSchema)]
 pub struct OverwriteBody {
+    #[schema(value_type = crate::openapi::schema::Snowflake)]
     pub id: Id<GenericMarker>,
     #[serde(rename = "type")]
     pub kind: serde_json::Value,
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::schema::PermissionBits>)]
     pub allow: Option<Permissions>,
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::schema::PermissionBits>)]
     pub deny: Option<Permissions>,
 }
 
@@ -267,6 +284,7 @@ fn replace_channel(a: &mut GuildActor, c: Channel, visibility_may_change: bool) 
 // ---------------------------------------------------------------------------
 // /guilds/{guild_id}/channels
 
+#[utoipa::path(get, path = "/guilds/{guild_id}/channels", tag = "channels", responses((status = 200, description = "The Channel list", body = [crate::openapi::schema::Channel])))]
 async fn list_channels(State(s): State<AppState>, caller: Caller, Path(guild_id): Path<String>) -> ApiResult<Response> {
     let gid: GuildId = path_id(&guild_id, "guild_id")?;
     let me = caller.id();
@@ -289,8 +307,9 @@ async fn list_channels(State(s): State<AppState>, caller: Caller, Path(guild_id)
     Ok(ok_json(&value))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CreateChannel {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
     #[serde(rename = "type", default)]
     kind: Option<u8>,
@@ -301,12 +320,15 @@ struct CreateChannel {
     #[serde(default)]
     user_limit: Option<u32>,
     #[serde(default)]
+    #[schema(maximum = 21600)]
     rate_limit_per_user: Option<u32>,
     #[serde(default)]
     position: Option<i32>,
     #[serde(default)]
+    #[schema(max_items = 100)]
     permission_overwrites: Option<Vec<OverwriteBody>>,
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::schema::Snowflake>)]
     parent_id: Option<ChannelId>,
     #[serde(default)]
     nsfw: Option<bool>,
@@ -321,6 +343,7 @@ const CREATABLE: [u8; 6] = [
     channel_type::GUILD_FORUM,
 ];
 
+#[utoipa::path(post, path = "/guilds/{guild_id}/channels", tag = "channels", request_body = CreateChannel, responses((status = 201, description = "The new channel", body = crate::openapi::schema::Channel)))]
 async fn create_channel(
     State(s): State<AppState>,
     caller: Caller,
@@ -389,17 +412,21 @@ async fn create_channel(
     Ok(created_json(&value))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ChannelPosition)]
 struct PositionBody {
+    #[schema(value_type = crate::openapi::schema::Snowflake)]
     id: ChannelId,
     #[serde(default, deserialize_with = "nullable")]
     position: Option<Option<i32>>,
     #[serde(default, deserialize_with = "nullable")]
     lock_permissions: Option<Option<bool>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Option<crate::openapi::schema::Snowflake>>)]
     parent_id: Option<Option<ChannelId>>,
 }
 
+#[utoipa::path(patch, path = "/guilds/{guild_id}/channels", tag = "channels", request_body = Vec<PositionBody>, responses((status = 204, description = "Done; no body")))]
 async fn reorder_channels(
     State(s): State<AppState>,
     caller: Caller,
@@ -460,6 +487,7 @@ async fn reorder_channels(
 // ---------------------------------------------------------------------------
 // /channels/{channel_id}
 
+#[utoipa::path(get, path = "/channels/{channel_id}", tag = "channels", responses((status = 200, description = "The Channel", body = crate::openapi::schema::Channel)))]
 async fn get_channel(State(s): State<AppState>, caller: Caller, Path(channel_id): Path<String>) -> ApiResult<Response> {
     let channel: ChannelId = path_id(&channel_id, "channel_id")?;
     let me = caller.id();
@@ -484,9 +512,10 @@ async fn get_channel(State(s): State<AppState>, caller: Caller, Path(channel_id)
     Ok(ok_json(&value))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct ModifyChannel {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 100)]
     name: Option<String>,
     #[serde(rename = "type", default)]
     kind: Option<u8>,
@@ -497,6 +526,7 @@ struct ModifyChannel {
     #[serde(default, deserialize_with = "nullable")]
     nsfw: Option<Option<bool>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(maximum = 21600)]
     rate_limit_per_user: Option<Option<u32>>,
     #[serde(default, deserialize_with = "nullable")]
     bitrate: Option<Option<u32>>,
@@ -505,6 +535,7 @@ struct ModifyChannel {
     #[serde(default, deserialize_with = "nullable")]
     permission_overwrites: Option<Option<Vec<OverwriteBody>>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Option<crate::openapi::schema::Snowflake>>)]
     parent_id: Option<Option<ChannelId>>,
     #[serde(default)]
     lock_permissions: Option<bool>,
@@ -519,6 +550,7 @@ struct ModifyChannel {
     invitable: Option<bool>,
 }
 
+#[utoipa::path(patch, path = "/channels/{channel_id}", tag = "channels", request_body = ModifyChannel, responses((status = 200, description = "The Channel", body = crate::openapi::schema::Channel)))]
 async fn modify_channel(
     State(s): State<AppState>,
     caller: Caller,
@@ -735,6 +767,7 @@ fn modify_thread(
     Ok(Change::write(vec![Mutation::PutChannel(c)], vec![event], body))
 }
 
+#[utoipa::path(delete, path = "/channels/{channel_id}", tag = "channels", responses((status = 200, description = "The deleted channel", body = crate::openapi::schema::Channel)))]
 async fn delete_channel(
     State(s): State<AppState>,
     caller: Caller,
@@ -872,16 +905,19 @@ fn close_private(a: &mut PrivateActor, me: UserId, channel: ChannelId) -> Result
 // ---------------------------------------------------------------------------
 // /channels/{channel_id}/permissions/{overwrite_id}
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct PutOverwrite {
     #[serde(rename = "type")]
     kind: serde_json::Value,
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::schema::PermissionBits>)]
     allow: Option<Permissions>,
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::schema::PermissionBits>)]
     deny: Option<Permissions>,
 }
 
+#[utoipa::path(put, path = "/channels/{channel_id}/permissions/{overwrite_id}", tag = "channels", request_body = PutOverwrite, responses((status = 204, description = "Done; no body")))]
 async fn put_overwrite(
     State(s): State<AppState>,
     caller: Caller,
@@ -928,6 +964,7 @@ async fn put_overwrite(
     Ok(no_content())
 }
 
+#[utoipa::path(delete, path = "/channels/{channel_id}/permissions/{overwrite_id}", tag = "channels", responses((status = 204, description = "Done; no body")))]
 async fn delete_overwrite(
     State(s): State<AppState>,
     caller: Caller,

@@ -25,6 +25,11 @@ use crate::routes::auth::validate_username;
 use crate::routes::channels::private_channel_json;
 use crate::routes::guild_common::{image_hash, nullable};
 
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create_dm, modify_me))]
+pub(crate) struct Doc;
+
 pub fn routes() -> Router<AppState> {
     Router::new().route("/users/@me/channels", post(create_dm)).route("/users/@me", patch(modify_me))
 }
@@ -32,11 +37,13 @@ pub fn routes() -> Router<AppState> {
 /// Group DMs hold at most ten users.
 const MAX_GROUP_DM: usize = 10;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct CreateDm {
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::schema::Snowflake>)]
     recipient_id: Option<UserId>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::openapi::schema::Snowflake>>, max_items = 9)]
     recipients: Option<Vec<UserId>>,
     #[serde(default)]
     access_tokens: Option<Vec<String>>,
@@ -46,6 +53,7 @@ fn cannot_message() -> Error {
     Error::new(ErrorKind::Forbidden, error_code::CANNOT_MESSAGE_USER, "Cannot send messages to this user")
 }
 
+#[utoipa::path(post, path = "/users/@me/channels", tag = "users", request_body = CreateDm, responses((status = 200, description = "The DM or group DM", body = crate::openapi::schema::Channel)))]
 async fn create_dm(
     State(s): State<AppState>,
     caller: Caller,
@@ -140,11 +148,14 @@ fn created_events(a: &PrivateActor, c: &Channel) -> Vec<Event> {
         .collect()
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = ModifyCurrentUser)]
 struct ModifyMe {
     #[serde(default)]
+    #[schema(min_length = 2, max_length = 32, pattern = "^[A-Za-z0-9_.]+$")]
     username: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(min_length = 1, max_length = 32)]
     global_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     avatar: Option<Option<String>>,
@@ -156,6 +167,7 @@ struct ModifyMe {
     new_password: Option<String>,
 }
 
+#[utoipa::path(patch, path = "/users/@me", tag = "users", operation_id = "modify_current_user", request_body = ModifyMe, responses((status = 200, description = "The CurrentUser", body = crate::openapi::schema::CurrentUser)))]
 async fn modify_me(
     State(s): State<AppState>,
     caller: Caller,

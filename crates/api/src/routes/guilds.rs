@@ -21,6 +21,11 @@ use crate::error::{ApiResult, created_json, no_content, ok_json};
 use crate::extract::{DiscordJson, path_id};
 use crate::routes::guild_common::{image_hash, nullable, require_guild_permission, require_member};
 
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create_guild, get_guild, modify_guild, delete_guild))]
+pub(crate) struct Doc;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/guilds", post(create_guild))
@@ -30,8 +35,9 @@ pub fn routes() -> Router<AppState> {
 /// Guilds a user may own or be in (Discord's limit for non-boosted accounts).
 const MAX_GUILDS: usize = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CreateGuild {
+    #[schema(min_length = 2, max_length = 100)]
     name: String,
     #[serde(default)]
     icon: Option<String>,
@@ -50,6 +56,7 @@ pub fn validate_guild_name(name: &str, errors: &mut FormErrors) {
     }
 }
 
+#[utoipa::path(post, path = "/guilds", tag = "guilds", request_body = CreateGuild, responses((status = 201, description = "The Guild", body = crate::openapi::schema::Guild)))]
 async fn create_guild(
     State(s): State<AppState>,
     caller: Caller,
@@ -129,12 +136,15 @@ pub fn render_guild(state: &GuildState, counts: Option<(u64, u64)>) -> serde_jso
     serde_json::to_value(&view).unwrap_or_default()
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct GetGuildQuery {
     #[serde(default)]
+    #[param(value_type = Option<bool>)]
     with_counts: Option<String>,
 }
 
+#[utoipa::path(get, path = "/guilds/{guild_id}", tag = "guilds", params(GetGuildQuery), responses((status = 200, description = "The Guild", body = crate::openapi::schema::Guild)))]
 async fn get_guild(
     State(s): State<AppState>,
     caller: Caller,
@@ -158,15 +168,18 @@ async fn get_guild(
     Ok(ok_json(&body))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct ModifyGuild {
     #[serde(default)]
+    #[schema(min_length = 2, max_length = 100)]
     name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     icon: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(max_length = 120)]
     description: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Option<crate::openapi::schema::Snowflake>>)]
     afk_channel_id: Option<Option<ChannelId>>,
     #[serde(default)]
     afk_timeout: Option<u32>,
@@ -177,16 +190,20 @@ struct ModifyGuild {
     #[serde(default, deserialize_with = "nullable")]
     explicit_content_filter: Option<Option<u8>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Option<crate::openapi::schema::Snowflake>>)]
     system_channel_id: Option<Option<ChannelId>>,
     #[serde(default)]
     system_channel_flags: Option<u64>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Option<crate::openapi::schema::Snowflake>>)]
     rules_channel_id: Option<Option<ChannelId>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Option<crate::openapi::schema::Snowflake>>)]
     public_updates_channel_id: Option<Option<ChannelId>>,
     #[serde(default, deserialize_with = "nullable")]
     preferred_locale: Option<Option<String>>,
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::schema::Snowflake>)]
     owner_id: Option<UserId>,
     #[serde(default)]
     premium_progress_bar_enabled: Option<bool>,
@@ -208,6 +225,7 @@ fn check_channel_setting(
     }
 }
 
+#[utoipa::path(patch, path = "/guilds/{guild_id}", tag = "guilds", request_body = ModifyGuild, responses((status = 200, description = "The Guild", body = crate::openapi::schema::Guild)))]
 async fn modify_guild(
     State(s): State<AppState>,
     caller: Caller,
@@ -336,6 +354,7 @@ async fn modify_guild(
 }
 
 /// Only the owner may delete a guild; every member's sessions get GUILD_DELETE.
+#[utoipa::path(delete, path = "/guilds/{guild_id}", tag = "guilds", responses((status = 204, description = "Done; no body")))]
 async fn delete_guild(State(s): State<AppState>, caller: Caller, Path(guild_id): Path<String>) -> ApiResult<Response> {
     let gid: GuildId = path_id(&guild_id, "guild_id")?;
     let me = caller.id();

@@ -24,6 +24,11 @@ use crate::routes::guild_common::{
     guild_of_channel, member_event_json, query_bool, random_code, require_guild_permission, require_member,
 };
 
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_channel_invites, create_invite, list_guild_invites, get_invite, accept_invite, delete_invite))]
+pub(crate) struct Doc;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/channels/{channel_id}/invites", get(list_channel_invites).post(create_invite))
@@ -34,11 +39,13 @@ pub fn routes() -> Router<AppState> {
 /// Guilds a user may be in (as `POST /guilds`).
 const MAX_GUILDS: usize = 100;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct CreateInvite {
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 604800)]
     max_age: Option<i64>,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 100)]
     max_uses: Option<i64>,
     #[serde(default)]
     temporary: Option<bool>,
@@ -69,6 +76,7 @@ fn invite_delete_event(gid: GuildId, invite: &Invite) -> Event {
     Event::new("INVITE_DELETE", &body, invite_audience(invite.channel_id), Some(gid))
 }
 
+#[utoipa::path(post, path = "/channels/{channel_id}/invites", tag = "invites", request_body = CreateInvite, responses((status = 200, description = "The Invite", body = crate::openapi::schema::Invite)))]
 async fn create_invite(
     State(s): State<AppState>,
     caller: Caller,
@@ -170,6 +178,7 @@ fn live_invites(a: &GuildActor, channel: Option<ChannelId>) -> Vec<serde_json::V
     invites.into_iter().map(|i| render_invite(a, i, true, false)).collect()
 }
 
+#[utoipa::path(get, path = "/channels/{channel_id}/invites", tag = "invites", responses((status = 200, description = "The Invite list", body = [crate::openapi::schema::Invite])))]
 async fn list_channel_invites(
     State(s): State<AppState>,
     caller: Caller,
@@ -188,6 +197,7 @@ async fn list_channel_invites(
     Ok(ok_json(&value))
 }
 
+#[utoipa::path(get, path = "/guilds/{guild_id}/invites", tag = "invites", responses((status = 200, description = "The Invite list", body = [crate::openapi::schema::Invite])))]
 async fn list_guild_invites(
     State(s): State<AppState>,
     caller: Caller,
@@ -205,11 +215,14 @@ async fn list_guild_invites(
     Ok(ok_json(&value))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct GetInviteQuery {
     #[serde(default)]
+    #[param(value_type = Option<bool>)]
     with_counts: Option<String>,
     #[serde(default)]
+    #[param(value_type = Option<bool>)]
     with_expiration: Option<String>,
 }
 
@@ -222,6 +235,7 @@ fn invite_guild(s: &AppState, code: &str) -> Result<GuildId, Error> {
 }
 
 /// Anyone may resolve an invite, with or without a token (as on Discord).
+#[utoipa::path(get, path = "/invites/{code}", tag = "invites", security((), ("bot" = []), ("bearer" = []), ("user" = [])), params(GetInviteQuery), responses((status = 200, description = "The Invite", body = crate::openapi::schema::Invite)))]
 async fn get_invite(
     State(s): State<AppState>,
     Path(code): Path<String>,
@@ -247,6 +261,7 @@ async fn get_invite(
 }
 
 /// Accepting an invite: user accounts join the guild (bots get 20001).
+#[utoipa::path(post, path = "/invites/{code}", tag = "invites", responses((status = 200, description = "The invite, with new_member", body = crate::openapi::schema::Invite)))]
 async fn accept_invite(State(s): State<AppState>, caller: Caller, Path(code): Path<String>) -> ApiResult<Response> {
     caller.require_user_account()?;
     let gid = invite_guild(&s, &code)?;
@@ -309,6 +324,7 @@ async fn accept_invite(State(s): State<AppState>, caller: Caller, Path(code): Pa
 }
 
 /// Deleting needs MANAGE_CHANNELS on the invite's channel or MANAGE_GUILD.
+#[utoipa::path(delete, path = "/invites/{code}", tag = "invites", responses((status = 200, description = "The deleted invite", body = crate::openapi::schema::Invite)))]
 async fn delete_invite(State(s): State<AppState>, caller: Caller, Path(code): Path<String>) -> ApiResult<Response> {
     let gid = invite_guild(&s, &code)?;
     let me = caller.id();

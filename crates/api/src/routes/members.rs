@@ -22,6 +22,22 @@ use crate::routes::guild_common::{
     member_event_json, member_json, nullable, remove_member, require_guild_permission, require_member,
 };
 
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_members,
+    search_members,
+    modify_me,
+    get_member,
+    modify_member,
+    kick_member,
+    add_role,
+    remove_role,
+    leave_guild,
+    my_member
+))]
+pub(crate) struct Doc;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/guilds/{guild_id}/members", get(list_members))
@@ -44,11 +60,14 @@ fn parse_user(raw: &str) -> Result<UserId, Error> {
     path_id::<guildhall_model::id::UserMarker>(raw, "user_id").map_err(|e| e.0)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     #[serde(default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     #[serde(default)]
+    #[param(value_type = Option<crate::openapi::schema::Snowflake>)]
     after: Option<String>,
 }
 
@@ -64,6 +83,7 @@ fn check_members_intent(s: &AppState, caller: &Caller) -> Result<(), Error> {
     if allowed { Ok(()) } else { Err(Error::missing_access()) }
 }
 
+#[utoipa::path(get, path = "/guilds/{guild_id}/members", tag = "members", params(ListQuery), responses((status = 200, description = "Members by user id", body = [crate::openapi::schema::Member])))]
 async fn list_members(
     State(s): State<AppState>,
     caller: Caller,
@@ -92,14 +112,18 @@ async fn list_members(
     Ok(ok_json(&value))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchQuery {
     #[serde(default)]
+    #[param(value_type = Option<String>, max_length = 100)]
     query: Option<String>,
     #[serde(default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
+#[utoipa::path(get, path = "/guilds/{guild_id}/members/search", tag = "members", params(SearchQuery), responses((status = 200, description = "Members whose username or nick starts with the query", body = [crate::openapi::schema::Member])))]
 async fn search_members(
     State(s): State<AppState>,
     caller: Caller,
@@ -143,6 +167,7 @@ async fn search_members(
     Ok(ok_json(&value))
 }
 
+#[utoipa::path(get, path = "/guilds/{guild_id}/members/{user_id}", tag = "members", responses((status = 200, description = "The Member", body = crate::openapi::schema::Member)))]
 async fn get_member(
     State(s): State<AppState>,
     caller: Caller,
@@ -162,6 +187,7 @@ async fn get_member(
     Ok(ok_json(&value))
 }
 
+#[utoipa::path(get, path = "/users/@me/guilds/{guild_id}/member", tag = "members", responses((status = 200, description = "The Member", body = crate::openapi::schema::Member)))]
 async fn my_member(State(s): State<AppState>, caller: Caller, Path(guild_id): Path<String>) -> ApiResult<Response> {
     let gid: GuildId = path_id(&guild_id, "guild_id")?;
     let me = caller.id();
@@ -175,17 +201,20 @@ async fn my_member(State(s): State<AppState>, caller: Caller, Path(guild_id): Pa
     Ok(ok_json(&value))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct ModifyMember {
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(min_length = 1, max_length = 32)]
     nick: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Option<Vec<crate::openapi::schema::Snowflake>>>)]
     roles: Option<Option<Vec<RoleId>>>,
     #[serde(default, deserialize_with = "nullable")]
     mute: Option<Option<bool>>,
     #[serde(default, deserialize_with = "nullable")]
     deaf: Option<Option<bool>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Option<crate::openapi::schema::Snowflake>>)]
     channel_id: Option<Option<ChannelId>>,
     #[serde(default, deserialize_with = "nullable")]
     communication_disabled_until: Option<Option<String>>,
@@ -317,6 +346,7 @@ fn apply_member_changes(
     Ok(Change::write(vec![Mutation::PutMember(gid, m.clone())], vec![event], member_json(a, &m)))
 }
 
+#[utoipa::path(patch, path = "/guilds/{guild_id}/members/{user_id}", tag = "members", request_body = ModifyMember, responses((status = 200, description = "The Member", body = crate::openapi::schema::Member)))]
 async fn modify_member(
     State(s): State<AppState>,
     caller: Caller,
@@ -331,12 +361,15 @@ async fn modify_member(
     Ok(ok_json(&value))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = ModifyCurrentMember)]
 struct ModifyMe {
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(min_length = 1, max_length = 32)]
     nick: Option<Option<String>>,
 }
 
+#[utoipa::path(patch, path = "/guilds/{guild_id}/members/@me", tag = "members", operation_id = "modify_current_member", request_body = ModifyMe, responses((status = 200, description = "The Member", body = crate::openapi::schema::Member)))]
 async fn modify_me(
     State(s): State<AppState>,
     caller: Caller,
@@ -389,6 +422,7 @@ async fn change_role(
     Ok(no_content())
 }
 
+#[utoipa::path(put, path = "/guilds/{guild_id}/members/{user_id}/roles/{role_id}", tag = "members", responses((status = 204, description = "Done; no body")))]
 async fn add_role(
     State(s): State<AppState>,
     caller: Caller,
@@ -397,6 +431,7 @@ async fn add_role(
     change_role(&s, &caller, &guild_id, &user_id, &role_id, true).await
 }
 
+#[utoipa::path(delete, path = "/guilds/{guild_id}/members/{user_id}/roles/{role_id}", tag = "members", responses((status = 204, description = "Done; no body")))]
 async fn remove_role(
     State(s): State<AppState>,
     caller: Caller,
@@ -405,6 +440,7 @@ async fn remove_role(
     change_role(&s, &caller, &guild_id, &user_id, &role_id, false).await
 }
 
+#[utoipa::path(delete, path = "/guilds/{guild_id}/members/{user_id}", tag = "members", responses((status = 204, description = "Done; no body")))]
 async fn kick_member(
     State(s): State<AppState>,
     caller: Caller,
@@ -432,6 +468,7 @@ async fn kick_member(
     Ok(no_content())
 }
 
+#[utoipa::path(delete, path = "/users/@me/guilds/{guild_id}", tag = "members", responses((status = 204, description = "Done; no body")))]
 async fn leave_guild(State(s): State<AppState>, caller: Caller, Path(guild_id): Path<String>) -> ApiResult<Response> {
     let gid: GuildId = path_id(&guild_id, "guild_id")?;
     let me = caller.id();

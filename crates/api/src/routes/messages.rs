@@ -25,6 +25,20 @@ use crate::render::Ctx;
 use crate::routes::guild_common::guild_of_channel;
 use crate::routes::host::{Host, on_channel, render_message};
 
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_messages,
+    super::attachments::create_message,
+    get_message,
+    super::attachments::edit_message,
+    delete_message,
+    bulk_delete,
+    bulk_delete_legacy,
+    typing
+))]
+pub(crate) struct Doc;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
@@ -41,7 +55,7 @@ pub fn routes() -> Router<AppState> {
                 .layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/channels/{channel_id}/messages/bulk-delete", post(bulk_delete))
-        .route("/channels/{channel_id}/messages/bulk_delete", post(bulk_delete))
+        .route("/channels/{channel_id}/messages/bulk_delete", post(bulk_delete_legacy))
         .route("/channels/{channel_id}/typing", post(typing))
 }
 
@@ -59,27 +73,31 @@ pub struct NewMessage {
     pub flags: u64,
 }
 
-#[derive(Deserialize, Debug, Clone, Default)]
+#[derive(Deserialize, Debug, Clone, Default, utoipa::ToSchema)]
 pub struct AllowedMentions {
     #[serde(default)]
     pub parse: Option<Vec<String>>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::openapi::schema::Snowflake>>)]
     pub users: Option<Vec<UserId>>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::openapi::schema::Snowflake>>)]
     pub roles: Option<Vec<RoleId>>,
     #[serde(default)]
     pub replied_user: Option<bool>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct CreateMessageBody {
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub content: Option<String>,
     #[serde(default)]
     pub nonce: Option<serde_json::Value>,
     #[serde(default)]
     pub tts: Option<bool>,
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub embeds: Option<Vec<serde_json::Value>>,
     #[serde(default)]
     pub embed: Option<serde_json::Value>,
@@ -98,9 +116,10 @@ pub struct CreateMessageBody {
     pub attachments: Option<Vec<AttachmentRef>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct MessageReferenceBody {
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::schema::Snowflake>)]
     pub message_id: Option<MessageId>,
     #[serde(default)]
     pub fail_if_not_exists: Option<bool>,
@@ -401,18 +420,24 @@ fn with_entries(object: &bytes::Bytes, extra: &impl serde::Serialize) -> bytes::
     out.into()
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryParams {
     #[serde(default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
     #[serde(default)]
+    #[param(value_type = Option<crate::openapi::schema::Snowflake>)]
     before: Option<String>,
     #[serde(default)]
+    #[param(value_type = Option<crate::openapi::schema::Snowflake>)]
     after: Option<String>,
     #[serde(default)]
+    #[param(value_type = Option<crate::openapi::schema::Snowflake>)]
     around: Option<String>,
 }
 
+#[utoipa::path(get, path = "/channels/{channel_id}/messages", tag = "messages", params(HistoryParams), responses((status = 200, description = "Messages, newest first", body = [crate::openapi::schema::Message])))]
 async fn list_messages(
     State(s): State<AppState>,
     caller: Caller,
@@ -477,6 +502,7 @@ async fn list_messages(
 }
 
 /// `GET /channels/{id}/messages/{msg}`: needs READ_MESSAGE_HISTORY (50001 without).
+#[utoipa::path(get, path = "/channels/{channel_id}/messages/{message_id}", tag = "messages", responses((status = 200, description = "The Message", body = crate::openapi::schema::Message)))]
 async fn get_message(
     State(s): State<AppState>,
     caller: Caller,
@@ -493,11 +519,13 @@ async fn get_message(
 }
 
 /// A PATCH body: absent fields are untouched, `null` clears.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct EditMessageBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(max_length = 2000)]
     pub content: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(max_items = 10)]
     pub embeds: Option<Option<Vec<serde_json::Value>>>,
     #[serde(default, deserialize_with = "present")]
     pub embed: Option<Option<serde_json::Value>>,
@@ -513,7 +541,7 @@ pub struct EditMessageBody {
 
 /// An entry of a body's `attachments`: an existing attachment's id (edits) or
 /// the index of an uploaded file part (`files[n]`).
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, utoipa::ToSchema)]
 pub struct AttachmentRef {
     pub id: serde_json::Value,
     #[serde(default)]
@@ -693,6 +721,7 @@ pub async fn apply_edit(
 
 /// `DELETE /channels/{id}/messages/{msg}`: the author, or MANAGE_MESSAGES for
 /// others' messages (guilds only); undeletable system messages → 50021.
+#[utoipa::path(delete, path = "/channels/{channel_id}/messages/{message_id}", tag = "messages", responses((status = 204, description = "Done; no body")))]
 async fn delete_message(
     State(s): State<AppState>,
     caller: Caller,
@@ -733,16 +762,29 @@ pub fn strip_null_guild(mut v: serde_json::Value) -> serde_json::Value {
     v
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct BulkDeleteBody {
+    #[schema(value_type = Vec<crate::openapi::schema::Snowflake>, min_items = 2, max_items = 100)]
     messages: Vec<MessageId>,
 }
 
 /// Messages older than this cannot be bulk deleted.
 const BULK_DELETE_MAX_AGE_MS: u64 = 14 * 24 * 3600 * 1000;
 
+/// The same as `…/bulk-delete`, under the older spelling some libraries use.
+#[utoipa::path(post, path = "/channels/{channel_id}/messages/bulk_delete", tag = "messages", request_body = BulkDeleteBody, responses((status = 204, description = "Done; no body")))]
+async fn bulk_delete_legacy(
+    state: State<AppState>,
+    caller: Caller,
+    path: Path<String>,
+    body: DiscordJson<BulkDeleteBody>,
+) -> ApiResult<Response> {
+    bulk_delete(state, caller, path, body).await
+}
+
 /// `POST /channels/{id}/messages/bulk-delete`: 2–100 distinct ids, none older
 /// than two weeks, MANAGE_MESSAGES; ids that name no message are skipped.
+#[utoipa::path(post, path = "/channels/{channel_id}/messages/bulk-delete", tag = "messages", request_body = BulkDeleteBody, responses((status = 204, description = "Done; no body")))]
 async fn bulk_delete(
     State(s): State<AppState>,
     caller: Caller,
@@ -805,6 +847,7 @@ async fn bulk_delete(
 }
 
 /// `POST /channels/{id}/typing`: SEND_MESSAGES; 204 and TYPING_START.
+#[utoipa::path(post, path = "/channels/{channel_id}/typing", tag = "messages", responses((status = 204, description = "Done; no body")))]
 async fn typing(State(s): State<AppState>, caller: Caller, Path(channel_id): Path<String>) -> ApiResult<Response> {
     let channel: ChannelId = path_id(&channel_id, "channel_id")?;
     let me = caller.id();

@@ -31,17 +31,26 @@ use crate::auth::Caller;
 use crate::error::{ApiResult, ok_json};
 use crate::extract::{DiscordJson, DiscordQuery, query_id};
 
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(consent, authorize))]
+pub(crate) struct Doc;
+
 pub fn routes() -> Router<AppState> {
     Router::new().route("/oauth2/authorize", get(consent).post(authorize))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuthorizeQuery {
     #[serde(default)]
+    #[param(value_type = Option<crate::openapi::schema::Snowflake>)]
     client_id: Option<String>,
     #[serde(default)]
+    #[param(value_type = Option<String>)]
     scope: Option<String>,
     #[serde(default)]
+    #[param(value_type = Option<crate::openapi::schema::PermissionBits>)]
     permissions: Option<String>,
 }
 
@@ -89,6 +98,7 @@ fn parse_request(s: &AppState, caller: &Caller, q: &AuthorizeQuery) -> ApiResult
 }
 
 /// `GET /oauth2/authorize`: the consent screen's data (Spacebar's shape).
+#[utoipa::path(get, path = "/oauth2/authorize", tag = "oauth2", params(AuthorizeQuery), responses((status = 200, description = "The Consent", body = crate::openapi::schema::Consent)))]
 async fn consent(
     State(s): State<AppState>,
     caller: Caller,
@@ -135,17 +145,20 @@ async fn consent(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AuthorizeBody {
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::schema::Snowflake>)]
     guild_id: Option<GuildId>,
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::schema::PermissionBits>)]
     permissions: Option<Permissions>,
     #[serde(default)]
     authorize: Option<bool>,
 }
 
 /// `POST /oauth2/authorize`: adds the bot to `guild_id`.
+#[utoipa::path(post, path = "/oauth2/authorize", tag = "oauth2", params(AuthorizeQuery), request_body = AuthorizeBody, responses((status = 200, description = "Where the consent screen goes next", body = crate::openapi::schema::Location)))]
 async fn authorize(
     State(s): State<AppState>,
     caller: Caller,

@@ -22,12 +22,17 @@ use crate::extract::{DiscordQuery, message_path, path_id, query_limit, query_tim
 use crate::routes::host::{Host, on_channel, render_message, system_message};
 use crate::routes::messages::strip_null_guild;
 
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_pins, pin, unpin, list_pins_legacy, pin_legacy, unpin_legacy))]
+pub(crate) struct Doc;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/channels/{channel_id}/messages/pins", get(list_pins))
         .route("/channels/{channel_id}/messages/pins/{message_id}", put(pin).delete(unpin))
         .route("/channels/{channel_id}/pins", get(list_pins_legacy))
-        .route("/channels/{channel_id}/pins/{message_id}", put(pin).delete(unpin))
+        .route("/channels/{channel_id}/pins/{message_id}", put(pin_legacy).delete(unpin_legacy))
 }
 
 /// Pins per channel.
@@ -60,6 +65,7 @@ fn pins_update(
 
 /// `PUT …/pins/{msg}`: MANAGE_MESSAGES or PIN_MESSAGES; at most 250 (30003);
 /// 204. Pinning an already pinned message changes nothing.
+#[utoipa::path(put, path = "/channels/{channel_id}/messages/pins/{message_id}", tag = "pins", responses((status = 204, description = "Done; no body")))]
 async fn pin(
     State(s): State<AppState>,
     caller: Caller,
@@ -107,8 +113,21 @@ async fn pin(
     Ok(no_content())
 }
 
+/// The same as `PUT …/messages/pins/{msg}` (the path before API v10's pins rework).
+#[utoipa::path(put, path = "/channels/{channel_id}/pins/{message_id}", tag = "pins", responses((status = 204, description = "Done; no body")))]
+async fn pin_legacy(state: State<AppState>, caller: Caller, path: Path<(String, String)>) -> ApiResult<Response> {
+    pin(state, caller, path).await
+}
+
+/// The same as `DELETE …/messages/pins/{msg}`.
+#[utoipa::path(delete, path = "/channels/{channel_id}/pins/{message_id}", tag = "pins", responses((status = 204, description = "Done; no body")))]
+async fn unpin_legacy(state: State<AppState>, caller: Caller, path: Path<(String, String)>) -> ApiResult<Response> {
+    unpin(state, caller, path).await
+}
+
 /// `DELETE …/pins/{msg}`: same permissions; 204; CHANNEL_PINS_UPDATE with the
 /// newest remaining pin's time.
+#[utoipa::path(delete, path = "/channels/{channel_id}/messages/pins/{message_id}", tag = "pins", responses((status = 204, description = "Done; no body")))]
 async fn unpin(
     State(s): State<AppState>,
     caller: Caller,
@@ -136,11 +155,14 @@ async fn unpin(
     Ok(no_content())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PinParams {
     #[serde(default)]
+    #[param(value_type = Option<String>, format = DateTime)]
     before: Option<String>,
     #[serde(default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 50)]
     limit: Option<String>,
 }
 
@@ -156,6 +178,7 @@ async fn readable_pins(s: &AppState, caller: &Caller, channel: ChannelId) -> Api
 
 /// `GET /channels/{id}/messages/pins`: `before` (ISO timestamp), `limit` 1–50
 /// (default 50) → `{items: [{pinned_at, message}], has_more}`.
+#[utoipa::path(get, path = "/channels/{channel_id}/messages/pins", tag = "pins", params(PinParams), responses((status = 200, description = "The PinsPage", body = crate::openapi::schema::PinsPage)))]
 async fn list_pins(
     State(s): State<AppState>,
     caller: Caller,
@@ -182,6 +205,7 @@ async fn list_pins(
 }
 
 /// `GET /channels/{id}/pins` (deprecated): an array of messages.
+#[utoipa::path(get, path = "/channels/{channel_id}/pins", tag = "pins", responses((status = 200, description = "Pinned messages, newest pin first", body = [crate::openapi::schema::Message])))]
 async fn list_pins_legacy(
     State(s): State<AppState>,
     caller: Caller,

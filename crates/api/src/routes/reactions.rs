@@ -24,6 +24,11 @@ use crate::extract::{DiscordQuery, message_path, path_id, query_id, query_limit}
 use crate::routes::host::{Host, on_channel};
 use crate::routes::messages::strip_null_guild;
 
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(remove_all, list_users, remove_emoji, add, remove_user))]
+pub(crate) struct Doc;
+
 pub fn routes() -> Router<AppState> {
     const BASE: &str = "/channels/{channel_id}/messages/{message_id}/reactions";
     Router::new()
@@ -86,6 +91,7 @@ fn reaction_write(
 
 /// `PUT …/reactions/{emoji}/@me`: READ_MESSAGE_HISTORY, plus ADD_REACTIONS for
 /// an emoji not yet on the message; at most 20 distinct; idempotent.
+#[utoipa::path(put, path = "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/{user}", tag = "reactions", responses((status = 204, description = "Done; no body")))]
 async fn add(
     State(s): State<AppState>,
     caller: Caller,
@@ -180,6 +186,7 @@ async fn remove_one(
 }
 
 /// `DELETE …/reactions/{emoji}/@me` and `…/{emoji}/{user}`.
+#[utoipa::path(delete, path = "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/{user}", tag = "reactions", responses((status = 204, description = "Done; no body")))]
 async fn remove_user(
     State(s): State<AppState>,
     caller: Caller,
@@ -192,18 +199,23 @@ async fn remove_user(
     Ok(no_content())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
     #[serde(default)]
+    #[param(value_type = Option<crate::openapi::schema::Snowflake>)]
     after: Option<String>,
     #[serde(default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
     #[serde(default, rename = "type")]
+    #[param(value_type = Option<u8>, minimum = 0, maximum = 1)]
     kind: Option<String>,
 }
 
 /// `GET …/reactions/{emoji}`: users who reacted, by id, `after` / `limit`
 /// (1–100, default 25) / `type` (0 normal, 1 burst).
+#[utoipa::path(get, path = "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}", tag = "reactions", params(ListParams), responses((status = 200, description = "Users who reacted, by id", body = [crate::openapi::schema::User])))]
 async fn list_users(
     State(s): State<AppState>,
     caller: Caller,
@@ -248,6 +260,7 @@ async fn list_users(
 }
 
 /// `DELETE …/reactions`: MANAGE_MESSAGES; MESSAGE_REACTION_REMOVE_ALL.
+#[utoipa::path(delete, path = "/channels/{channel_id}/messages/{message_id}/reactions", tag = "reactions", responses((status = 204, description = "Done; no body")))]
 async fn remove_all(
     State(s): State<AppState>,
     caller: Caller,
@@ -270,6 +283,7 @@ async fn remove_all(
 }
 
 /// `DELETE …/reactions/{emoji}`: MANAGE_MESSAGES; MESSAGE_REACTION_REMOVE_EMOJI.
+#[utoipa::path(delete, path = "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}", tag = "reactions", responses((status = 204, description = "Done; no body")))]
 async fn remove_emoji(
     State(s): State<AppState>,
     caller: Caller,

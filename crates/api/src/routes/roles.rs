@@ -25,6 +25,11 @@ use crate::routes::guild_common::{
     channel_viewers, event_to_users, is_admin, nullable, require_guild_permission, require_member,
 };
 
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_roles, create_role, reorder_roles, get_role, modify_role, delete_role))]
+pub(crate) struct Doc;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/guilds/{guild_id}/roles", get(list_roles).post(create_role).patch(reorder_roles))
@@ -70,19 +75,23 @@ fn check_grant(state: &GuildState, actor: UserId, old: Permissions, new: Permiss
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = RoleColorsBody)]
 struct ColorsBody {
     #[serde(default)]
     primary_color: Option<u32>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct RoleBody {
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(min_length = 1, max_length = 100)]
     name: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Option<crate::openapi::schema::PermissionBits>>)]
     permissions: Option<Option<Permissions>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(maximum = 16777215)]
     color: Option<Option<u32>>,
     #[serde(default, deserialize_with = "nullable")]
     colors: Option<Option<ColorsBody>>,
@@ -91,6 +100,7 @@ struct RoleBody {
     #[serde(default, deserialize_with = "nullable")]
     icon: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(max_length = 32)]
     unicode_emoji: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     mentionable: Option<Option<bool>>,
@@ -147,6 +157,7 @@ impl RoleBody {
     }
 }
 
+#[utoipa::path(get, path = "/guilds/{guild_id}/roles", tag = "roles", responses((status = 200, description = "The Role list", body = [crate::openapi::schema::Role])))]
 async fn list_roles(State(s): State<AppState>, caller: Caller, Path(guild_id): Path<String>) -> ApiResult<Response> {
     let gid: GuildId = path_id(&guild_id, "guild_id")?;
     let me = caller.id();
@@ -160,6 +171,7 @@ async fn list_roles(State(s): State<AppState>, caller: Caller, Path(guild_id): P
     Ok(ok_json(&value))
 }
 
+#[utoipa::path(get, path = "/guilds/{guild_id}/roles/{role_id}", tag = "roles", responses((status = 200, description = "The Role", body = crate::openapi::schema::Role)))]
 async fn get_role(
     State(s): State<AppState>,
     caller: Caller,
@@ -179,6 +191,7 @@ async fn get_role(
     Ok(ok_json(&value))
 }
 
+#[utoipa::path(post, path = "/guilds/{guild_id}/roles", tag = "roles", request_body = RoleBody, responses((status = 200, description = "The new role", body = crate::openapi::schema::Role)))]
 async fn create_role(
     State(s): State<AppState>,
     caller: Caller,
@@ -238,6 +251,7 @@ async fn create_role(
     Ok(ok_json(&value))
 }
 
+#[utoipa::path(patch, path = "/guilds/{guild_id}/roles/{role_id}", tag = "roles", request_body = RoleBody, responses((status = 200, description = "The Role", body = crate::openapi::schema::Role)))]
 async fn modify_role(
     State(s): State<AppState>,
     caller: Caller,
@@ -274,6 +288,7 @@ async fn modify_role(
     Ok(ok_json(&value))
 }
 
+#[utoipa::path(delete, path = "/guilds/{guild_id}/roles/{role_id}", tag = "roles", responses((status = 204, description = "Done; no body")))]
 async fn delete_role(
     State(s): State<AppState>,
     caller: Caller,
@@ -340,13 +355,15 @@ async fn delete_role(
     Ok(no_content())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RolePosition {
+    #[schema(value_type = crate::openapi::schema::Snowflake)]
     id: RoleId,
     #[serde(default, deserialize_with = "nullable")]
     position: Option<Option<i32>>,
 }
 
+#[utoipa::path(patch, path = "/guilds/{guild_id}/roles", tag = "roles", request_body = Vec<RolePosition>, responses((status = 200, description = "The guild's roles", body = [crate::openapi::schema::Role])))]
 async fn reorder_roles(
     State(s): State<AppState>,
     caller: Caller,

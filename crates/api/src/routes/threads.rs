@@ -29,6 +29,20 @@ use crate::extract::{DiscordJson, DiscordQuery, message_path, path_id, query_id,
 use crate::routes::guild_common::{guild_of_channel, query_bool};
 use crate::routes::host::{Host, system_message};
 
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    start_from_message,
+    start_without_message,
+    list_members,
+    get_member,
+    add_member,
+    remove_member,
+    active_threads,
+    archived_public
+))]
+pub(crate) struct Doc;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/channels/{channel_id}/messages/{message_id}/threads", post(start_from_message))
@@ -112,12 +126,17 @@ fn join_change(
         let mut self_body = member_json(a, &tm, false);
         self_body["guild_id"] = serde_json::json!(gid);
         events.push(members_update(a, &c, Some(&tm), None));
-        events.push(Event::new(
-            "THREAD_MEMBER_UPDATE",
-            &self_body,
-            guildhall_runtime::Audience::Users { users: vec![user], intent: Intents::GUILDS },
-            Some(gid),
-        ));
+        // Someone added to a thread whose parent they cannot view is not told of it.
+        let sees = guildhall_domain::permissions::channel_permissions(&a.state.guild, user, thread, Timestamp::now())
+            .contains(Permissions::VIEW_CHANNEL);
+        if sees {
+            events.push(Event::new(
+                "THREAD_MEMBER_UPDATE",
+                &self_body,
+                guildhall_runtime::Audience::Users { users: vec![user], intent: Intents::GUILDS },
+                Some(gid),
+            ));
+        }
         mutations.push(Mutation::PutThreadMember(gid, tm));
         mutations.push(Mutation::PutChannel(c));
     }
@@ -153,12 +172,14 @@ pub fn before_send(
     Ok((mutations, events))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct StartBody {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
     #[serde(default)]
     auto_archive_duration: Option<u32>,
     #[serde(default)]
+    #[schema(maximum = 21600)]
     rate_limit_per_user: Option<u32>,
     #[serde(default, rename = "type")]
     kind: Option<u8>,
@@ -256,6 +277,7 @@ fn create_thread(
 
 /// `POST /channels/{id}/messages/{msg}/threads`: CREATE_PUBLIC_THREADS; one
 /// thread per message (160004); the message gets `thread` and MESSAGE_UPDATE.
+#[utoipa::path(post, path = "/channels/{channel_id}/messages/{message_id}/threads", tag = "threads", request_body = StartBody, responses((status = 201, description = "The new thread", body = crate::openapi::schema::Channel)))]
 async fn start_from_message(
     State(s): State<AppState>,
     caller: Caller,
@@ -303,6 +325,7 @@ async fn start_from_message(
 /// `POST /channels/{id}/threads`: type 11 (CREATE_PUBLIC_THREADS) or 12
 /// (CREATE_PRIVATE_THREADS; default), 10 in announcement channels. A public
 /// thread leaves a THREAD_CREATED (type 18) notice in the parent.
+#[utoipa::path(post, path = "/channels/{channel_id}/threads", tag = "threads", request_body = StartBody, responses((status = 201, description = "The new thread", body = crate::openapi::schema::Channel)))]
 async fn start_without_message(
     State(s): State<AppState>,
     caller: Caller,
@@ -378,6 +401,7 @@ fn archived_error() -> Error {
 /// `PUT /channels/{thread}/thread-members/@me` and `…/{user}` (adding someone
 /// else needs SEND_MESSAGES_IN_THREADS, and MANAGE_THREADS for a private thread
 /// that is not invitable). 204.
+#[utoipa::path(put, path = "/channels/{channel_id}/thread-members/{user_id}", tag = "threads", operation_id = "add_thread_member", responses((status = 204, description = "Done; no body")))]
 async fn add_member(
     State(s): State<AppState>,
     caller: Caller,
@@ -418,6 +442,7 @@ async fn add_member(
 
 /// `DELETE /channels/{thread}/thread-members/@me` and `…/{user}` (others:
 /// MANAGE_THREADS, or the creator of an unlocked private thread). 204.
+#[utoipa::path(delete, path = "/channels/{channel_id}/thread-members/{user_id}", tag = "threads", operation_id = "remove_thread_member", responses((status = 204, description = "Done; no body")))]
 async fn remove_member(
     State(s): State<AppState>,
     caller: Caller,
@@ -460,17 +485,22 @@ async fn remove_member(
     Ok(no_content())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MemberParams {
     #[serde(default)]
+    #[param(value_type = Option<bool>)]
     with_member: Option<String>,
     #[serde(default)]
+    #[param(value_type = Option<crate::openapi::schema::Snowflake>)]
     after: Option<String>,
     #[serde(default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
 /// `GET /channels/{thread}/thread-members`: `with_member`, `after`, `limit` (1–100).
+#[utoipa::path(get, path = "/channels/{channel_id}/thread-members", tag = "threads", operation_id = "list_thread_members", params(MemberParams), responses((status = 200, description = "The ThreadMember list", body = [crate::openapi::schema::ThreadMember])))]
 async fn list_members(
     State(s): State<AppState>,
     caller: Caller,
@@ -509,6 +539,7 @@ async fn list_members(
 }
 
 /// `GET /channels/{thread}/thread-members/{user}`: 10007 when not a member.
+#[utoipa::path(get, path = "/channels/{channel_id}/thread-members/{user_id}", tag = "threads", operation_id = "get_thread_member", params(MemberParams), responses((status = 200, description = "The ThreadMember", body = crate::openapi::schema::ThreadMember)))]
 async fn get_member(
     State(s): State<AppState>,
     caller: Caller,
@@ -552,6 +583,7 @@ fn threads_with_own_members(a: &GuildActor, threads: Vec<&Channel>, me: UserId) 
 
 /// `GET /guilds/{id}/threads/active`: `{threads, members}` — active threads the
 /// caller can see, and the caller's own thread memberships among them.
+#[utoipa::path(get, path = "/guilds/{guild_id}/threads/active", tag = "threads", responses((status = 200, description = "The ThreadList", body = crate::openapi::schema::ThreadList)))]
 async fn active_threads(
     State(s): State<AppState>,
     caller: Caller,
@@ -580,17 +612,21 @@ async fn active_threads(
     Ok(ok_json(&v))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ArchivedParams {
     #[serde(default)]
+    #[param(value_type = Option<String>, format = DateTime)]
     before: Option<String>,
     #[serde(default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
 /// `GET /channels/{id}/threads/archived/public`: archived public (and
 /// announcement) threads of a channel, newest archive first; `before` (ISO
 /// timestamp), `limit` (default 50) → `{threads, members, has_more}`.
+#[utoipa::path(get, path = "/channels/{channel_id}/threads/archived/public", tag = "threads", params(ArchivedParams), responses((status = 200, description = "The ThreadList", body = crate::openapi::schema::ThreadList)))]
 async fn archived_public(
     State(s): State<AppState>,
     caller: Caller,

@@ -13,6 +13,11 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiResult, ok_json};
 
+/// This module's operations in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(me, user, my_guilds))]
+pub(crate) struct Doc;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/users/@me", get(me))
@@ -20,16 +25,19 @@ pub fn routes() -> Router<AppState> {
         .route("/users/@me/guilds", get(my_guilds))
 }
 
+#[utoipa::path(get, path = "/users/@me", tag = "users", responses((status = 200, description = "The CurrentUser", body = crate::openapi::schema::CurrentUser)))]
 async fn me(caller: Caller) -> Response {
     ok_json(&CurrentUserView::new(&caller.user))
 }
 
+#[utoipa::path(get, path = "/users/{user_id}", tag = "users", responses((status = 200, description = "The User", body = crate::openapi::schema::User)))]
 async fn user(State(s): State<AppState>, _caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let id: UserId = id.parse().map_err(|_| Error::unknown_user())?;
     let user = s.rt.directory.user(id).ok_or_else(Error::unknown_user)?;
     Ok(ok_json(&UserView::new(&user)))
 }
 
+#[utoipa::path(get, path = "/users/@me/guilds", tag = "users", responses((status = 200, description = "The caller's guilds", body = [crate::openapi::schema::PartialGuild])))]
 async fn my_guilds(State(s): State<AppState>, caller: Caller) -> ApiResult<Response> {
     let me = caller.id();
     let mut out = Vec::new();

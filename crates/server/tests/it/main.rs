@@ -16,6 +16,7 @@ mod keepalive_upgrade;
 mod message_events;
 mod messages;
 mod metrics;
+mod openapi;
 mod permissions_matrix;
 mod ratelimit;
 mod reactions;
