@@ -182,9 +182,13 @@ impl GuildActor {
         }
     }
 
-    /// Unsubscribes `user`'s sessions and tells them the guild is gone for them.
+    /// Unsubscribes `user`'s sessions and tells them the guild is gone for them,
+    /// and forgets their presence here (it is no longer the guild's to show).
     pub fn drop_user(&mut self, user: UserId) {
         let guild_id = self.state.guild.guild.id;
+        if !self.state.guild.members.contains_key(&user) {
+            self.state.presences.remove(&user);
+        }
         let body = to_bytes(&serde_json::json!({ "id": guild_id }));
         self.state.subscribers.retain(|s| {
             if s.user_id == user {
@@ -247,7 +251,12 @@ impl Serialize for GuildCreate<'_> {
         let threads: Vec<ChannelView> =
             state.active_threads().filter(|c| visible(c.id)).map(ChannelView::new).collect();
         m.serialize_entry("threads", &threads)?;
-        let presences: Vec<&Presence> = if presences_on { self.scope.presences.values().collect() } else { Vec::new() };
+        // Members only: a presence recorded before a member left is not shown.
+        let presences: Vec<&Presence> = if presences_on {
+            self.scope.presences.values().filter(|p| state.members.contains_key(&p.user.id)).collect()
+        } else {
+            Vec::new()
+        };
         m.serialize_entry("presences", &presences)?;
         m.serialize_entry("stage_instances", &[(); 0])?;
         m.serialize_entry("guild_scheduled_events", &[(); 0])?;

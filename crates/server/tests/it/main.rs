@@ -13,6 +13,7 @@ mod hardening;
 mod history_cache;
 mod invites;
 mod keepalive_upgrade;
+mod leaks;
 mod message_events;
 mod messages;
 mod metrics;
