@@ -360,10 +360,13 @@ enum Act {
     DeleteHidden,
     BulkDeleteHidden,
     RenameHidden,
+    /// Channel reorder moving the hidden channel.
+    ReorderHidden,
     /// A reply in #general pointing at a hidden message (not found there).
     ReplyAcross,
     StartThread,
     SendThread,
+    TypeThread,
     ModJoinsThread,
     /// The owner adds the blind member to the hidden channel's thread: they
     /// still cannot see it, so they must not hear of it.
@@ -406,9 +409,11 @@ const HIDDEN_TABLE: &[(Act, Expect)] = &[
         ],
     ),
     (Act::RenameHidden, &[("CHANNEL_UPDATE", ALL_H)]),
+    (Act::ReorderHidden, &[("CHANNEL_UPDATE", ALL_H)]),
     (Act::ReplyAcross, &[("MESSAGE_CREATE", ALL_MEMBERS)]),
     (Act::StartThread, &[("THREAD_CREATE", ALL_H), ("THREAD_MEMBERS_UPDATE", FULL_H), ("MESSAGE_CREATE", ALL_H)]),
     (Act::SendThread, &[("MESSAGE_CREATE", ALL_H)]),
+    (Act::TypeThread, &[("TYPING_START", FULL_H)]),
     (Act::ModJoinsThread, &[("THREAD_MEMBERS_UPDATE", FULL_H), ("THREAD_MEMBER_UPDATE", &[Mod])]),
     (Act::AddBlindToThread, &[("THREAD_MEMBERS_UPDATE", FULL_H)]),
     (Act::RenameThread, &[("THREAD_UPDATE", ALL_H)]),
@@ -513,6 +518,10 @@ impl World {
                 self.hide(NOT_H, "hidden-lair");
                 self.hide(NOT_H, "lair topic");
             }
+            Act::ReorderHidden => {
+                let body = json!([{ "id": h, "position": 7 }]);
+                self.ok(Method::PATCH, &format!("/guilds/{}/channels", self.gid), Some(body)).await;
+            }
             Act::ReplyAcross => {
                 let body = json!({ "content": "a visible reply",
                     "message_reference": { "message_id": self.last_hidden(), "fail_if_not_exists": false } });
@@ -536,6 +545,9 @@ impl World {
                 let id = self.say(&self.thread.clone(), "thread words").await;
                 self.hide(NOT_H, &id);
                 self.hide(NO_CONTENT, "thread words");
+            }
+            Act::TypeThread => {
+                self.ok(Method::POST, &format!("/channels/{}/typing", self.thread), None).await;
             }
             Act::ModJoinsThread => {
                 let (status, body) = self
@@ -937,6 +949,32 @@ async fn rest_refuses_hidden_channels_and_foreign_guilds() {
             let res = s.req(method.clone(), path, Some(&viewer), body.clone()).await;
             assert_refused(&format!("viewer {method} {path}"), &res, &hidden_secrets);
         }
+    }
+
+    // A DM between the owner and the viewer, seen by a third user.
+    let (_, dm) = s.post("/users/@me/channels", &owner, json!({ "recipient_id": viewer_id })).await;
+    let dm = dm["id"].as_str().unwrap().to_string();
+    let (_, dmm) = s.post(&format!("/channels/{dm}/messages"), &owner, json!({ "content": "dm words" })).await;
+    let dmm = dmm["id"].as_str().unwrap().to_string();
+    let dm_secrets = vec![dm.clone(), "dm words".to_string(), "owner".to_string(), "viewer".to_string()];
+    let dm_routes: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("/channels/{dm}"), None),
+        (Method::PATCH, format!("/channels/{dm}"), Some(json!({ "name": "xx" }))),
+        (Method::DELETE, format!("/channels/{dm}"), None),
+        (Method::GET, format!("/channels/{dm}/messages"), None),
+        (Method::GET, format!("/channels/{dm}/messages/{dmm}"), None),
+        (Method::POST, format!("/channels/{dm}/messages"), Some(json!({ "content": "hi" }))),
+        (Method::PATCH, format!("/channels/{dm}/messages/{dmm}"), Some(json!({ "content": "xx" }))),
+        (Method::DELETE, format!("/channels/{dm}/messages/{dmm}"), None),
+        (Method::POST, format!("/channels/{dm}/typing"), None),
+        (Method::GET, format!("/channels/{dm}/pins"), None),
+        (Method::PUT, format!("/channels/{dm}/pins/{dmm}"), empty.clone()),
+        (Method::GET, format!("/channels/{dm}/messages/{dmm}/reactions/{THUMBS}"), None),
+        (Method::PUT, format!("/channels/{dm}/messages/{dmm}/reactions/{THUMBS}/@me"), empty.clone()),
+    ];
+    for (method, path, body) in &dm_routes {
+        let res = s.req(method.clone(), path, Some(&blind), body.clone()).await;
+        assert_refused(&format!("third user {method} {path}"), &res, &dm_secrets);
     }
 
     // Routes on the guild: refused to the outsider, with no guild, channel,
