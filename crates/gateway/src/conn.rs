@@ -19,9 +19,9 @@ use guildhall_proto::frame::{self, DispatchFrame};
 use guildhall_proto::{Command, Compression, Encoder, Identify, Resume, ResumeError, Session, ZstdRelease};
 use guildhall_runtime::SessionHandle;
 use guildhall_runtime::event::{Outbound, to_bytes};
-use guildhall_runtime::session::SessionShared;
+use guildhall_runtime::session::{SessionReceiver, SessionShared};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::{sleep, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -68,7 +68,7 @@ enum End {
 /// The identified part of a connection.
 struct Live {
     handle: SessionHandle,
-    rx: mpsc::Receiver<Outbound>,
+    rx: SessionReceiver,
     shared: Arc<SessionShared>,
     session_id: Box<str>,
     generation: u64,
@@ -444,9 +444,14 @@ impl Conn {
             }
         }
         let session_id = registry::new_session_id();
-        let (tx, rx) = mpsc::channel(gw.config.queue_capacity);
-        let (handle, shared) =
-            SessionHandle::new(gw.rt.ids.next(), user.id, id.intents, id.shard, id.large_threshold, tx);
+        let (handle, rx, shared) = SessionHandle::new(
+            gw.rt.ids.next(),
+            user.id,
+            id.intents,
+            id.shard,
+            id.large_threshold,
+            gw.config.queue_capacity,
+        );
         self.session.identified(session_id.as_str());
         let ready = ready_body(&gw, &user, app.as_deref(), &handle, &session_id);
         let frame = self.session.dispatch("READY", &ready);
@@ -559,23 +564,21 @@ impl Conn {
     /// frames go out as their parts, so the shared body is never copied per session.
     async fn deliver(&mut self, first: Outbound) -> Result<(), End> {
         let Some(live) = self.live.as_mut() else { return Ok(()) };
-        let max_batch = self.gw.config.max_batch;
-        let mut msgs = Vec::new();
+        let max_batch = self.gw.config.max_batch.max(1);
+        let mut items = Vec::new();
+        items.push(first);
+        if matches!(items[0], Outbound::Dispatch(..)) {
+            live.rx.take_batch(&mut items, max_batch);
+        }
+        let mut msgs = Vec::with_capacity(items.len());
         let mut control = None;
-        let mut item = Some(first);
-        while let Some(it) = item.take() {
+        for it in items {
             match it {
                 Outbound::Dispatch(name, body) => {
                     let frame = self.session.dispatch_owned(name, body);
                     msgs.push(out_dispatch(&mut self.encoder, frame));
                 }
-                other => {
-                    control = Some(other);
-                    break;
-                }
-            }
-            if msgs.len() < max_batch {
-                item = live.rx.try_recv().ok();
+                other => control = Some(other),
             }
         }
         GatewayStats::add(&self.gw.stats.dispatches_delivered, msgs.len() as u64);

@@ -13,14 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use guildhall_model::id::UserId;
 use guildhall_proto::Outbox;
 use guildhall_runtime::SessionHandle;
-use guildhall_runtime::event::Outbound;
-use guildhall_runtime::session::SessionShared;
-use tokio::sync::{mpsc, oneshot};
+use guildhall_runtime::session::{SessionReceiver, SessionShared};
+use tokio::sync::oneshot;
 
 /// Everything a session needs to continue on another socket.
 pub struct Core {
     pub handle: SessionHandle,
-    pub rx: mpsc::Receiver<Outbound>,
+    pub rx: SessionReceiver,
     pub shared: Arc<SessionShared>,
     pub outbox: Outbox,
 }

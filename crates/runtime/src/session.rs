@@ -1,18 +1,29 @@
 //! The session registry: which gateway sessions each user has, and the handle a
 //! guild actor uses to push events into a session's bounded outbound queue.
+//!
+//! The queue is this crate's own rather than a `tokio::sync::mpsc` channel: an idle
+//! session's queue is a few words inside [`SessionShared`] (an mpsc channel
+//! allocates its shared state and a first block of 32 slots at creation, ~2.3 KB),
+//! a push is one uncontended lock, and the session task takes a whole batch under
+//! one lock.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::task::{Context, Poll, Waker};
 
 use guildhall_model::Intents;
 use guildhall_model::id::{GuildId, UserId};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::event::Outbound;
 
-/// A session's identity and queue, as the rest of the runtime sees it. Cheap to clone.
-#[derive(Clone, Debug)]
+/// A session's identity and queue, as the rest of the runtime sees it. Cheap to
+/// clone. Guild actors and the runtime push with [`SessionHandle::push`] and never
+/// wait; the gateway session task is the queue's only receiver
+/// ([`SessionReceiver`]). When the last handle is dropped, the receiver sees the
+/// end of the queue.
+#[derive(Debug)]
 pub struct SessionHandle {
     pub id: u64,
     pub user_id: UserId,
@@ -20,9 +31,6 @@ pub struct SessionHandle {
     /// `(shard_id, num_shards)`; `None` = unsharded.
     pub shard: Option<(u32, u32)>,
     pub large_threshold: u32,
-    /// The bounded outbound queue. The gateway session task is its only receiver;
-    /// guild actors and the runtime send with `try_send` and never wait.
-    tx: mpsc::Sender<Outbound>,
     shared: Arc<SessionShared>,
 }
 
@@ -33,19 +41,132 @@ pub struct SessionShared {
     pub overflowed: AtomicBool,
     /// Wakes the session task when `overflowed` is set.
     pub notify: Notify,
+    queue: Mutex<QueueState>,
+    capacity: usize,
+    /// Live [`SessionHandle`]s.
+    senders: AtomicUsize,
+    /// The receiver is gone: pushes fail, so the runtime forgets the session.
+    closed: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    items: VecDeque<Outbound>,
+    /// The receiver waiting for an item.
+    waker: Option<Waker>,
+}
+
+/// Capacity a drained queue may keep; a burst's larger buffer is given back.
+const KEEP_CAPACITY: usize = 64;
+
+impl SessionShared {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Clone for SessionHandle {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        SessionHandle {
+            id: self.id,
+            user_id: self.user_id,
+            intents: self.intents,
+            shard: self.shard,
+            large_threshold: self.large_threshold,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last one: the receiver sees the end once the queue is empty.
+            let waker = self.shared.lock().waker.take();
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// The receiving end of a session's queue, owned by the gateway session task (and
+/// handed over with the session on RESUME).
+#[derive(Debug)]
+pub struct SessionReceiver {
+    shared: Arc<SessionShared>,
+}
+
+impl SessionReceiver {
+    /// The next item; `Ready(None)` once every handle is gone and the queue is empty.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
+        let mut q = self.shared.lock();
+        if let Some(item) = q.items.pop_front() {
+            if q.items.is_empty() && q.items.capacity() > KEEP_CAPACITY {
+                q.items = VecDeque::new();
+            }
+            return Poll::Ready(Some(item));
+        }
+        if self.shared.senders.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(None);
+        }
+        match &q.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => q.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Moves queued items into `out`, at most `max`, under one lock; stops after the
+    /// first item that is not a dispatch (it ends the connection, and whatever
+    /// follows it stays queued for the session's next owner).
+    pub fn take_batch(&mut self, out: &mut Vec<Outbound>, max: usize) {
+        let mut q = self.shared.lock();
+        while out.len() < max {
+            let Some(item) = q.items.pop_front() else { break };
+            let control = !matches!(item, Outbound::Dispatch(..));
+            out.push(item);
+            if control {
+                break;
+            }
+        }
+        if q.items.is_empty() && q.items.capacity() > KEEP_CAPACITY {
+            q.items = VecDeque::new();
+        }
+    }
+}
+
+impl Drop for SessionReceiver {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        let items = std::mem::take(&mut self.shared.lock().items);
+        drop(items);
+    }
 }
 
 impl SessionHandle {
+    /// A new session with an empty queue of `capacity` items: its first handle, its
+    /// receiver, and the state both share.
     pub fn new(
         id: u64,
         user_id: UserId,
         intents: Intents,
         shard: Option<(u32, u32)>,
         large_threshold: u32,
-        tx: mpsc::Sender<Outbound>,
-    ) -> (SessionHandle, Arc<SessionShared>) {
-        let shared = Arc::new(SessionShared::default());
-        (SessionHandle { id, user_id, intents, shard, large_threshold, tx, shared: shared.clone() }, shared)
+        capacity: usize,
+    ) -> (SessionHandle, SessionReceiver, Arc<SessionShared>) {
+        let shared = Arc::new(SessionShared {
+            capacity: capacity.max(1),
+            senders: AtomicUsize::new(1),
+            ..SessionShared::default()
+        });
+        let handle = SessionHandle { id, user_id, intents, shard, large_threshold, shared: shared.clone() };
+        (handle, SessionReceiver { shared: shared.clone() }, shared)
     }
 
     /// Pushes without waiting. Returns false if the session is gone. A full queue
@@ -53,20 +174,30 @@ impl SessionHandle {
     /// since it missed an event it cannot replay, its next RESUME is refused with
     /// INVALID_SESSION so the client re-identifies and loses nothing silently.
     pub fn push(&self, item: Outbound) -> bool {
-        match self.tx.try_send(item) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if !self.shared.overflowed.swap(true, Ordering::AcqRel) {
-                    self.shared.notify.notify_one();
-                }
-                true
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let s = &*self.shared;
+        if s.closed.load(Ordering::Acquire) {
+            return false;
         }
+        let mut q = s.lock();
+        if q.items.len() >= s.capacity {
+            drop(q);
+            drop(item);
+            if !s.overflowed.swap(true, Ordering::AcqRel) {
+                s.notify.notify_one();
+            }
+            return true;
+        }
+        q.items.push_back(item);
+        let waker = q.waker.take();
+        drop(q);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
     }
 
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.shared.closed.load(Ordering::Acquire)
     }
 
     /// Whether this session receives events of `guild` (shard routing).
@@ -109,5 +240,72 @@ impl Sessions {
 
     pub fn count(&self) -> usize {
         self.by_user.read().unwrap_or_else(|p| p.into_inner()).values().map(Vec::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn dispatch(n: u8) -> Outbound {
+        Outbound::Dispatch("X", Bytes::from(vec![n]))
+    }
+
+    fn body(item: &Outbound) -> u8 {
+        match item {
+            Outbound::Dispatch(_, b) => b[0],
+            _ => 255,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_queue_delivers_in_order_overflows_at_capacity_and_ends_with_the_last_handle() {
+        let (handle, mut rx, shared) = SessionHandle::new(1, UserId::new(1), Intents(0), None, 50, 3);
+        let other = handle.clone();
+        assert!(handle.push(dispatch(1)) && other.push(dispatch(2)) && handle.push(dispatch(3)));
+        assert!(!shared.overflowed.load(Ordering::Acquire));
+        // A fourth item does not fit: dropped, and the session is marked overflowed.
+        assert!(handle.push(dispatch(4)));
+        assert!(shared.overflowed.load(Ordering::Acquire));
+        let mut batch = Vec::new();
+        rx.take_batch(&mut batch, 2);
+        assert_eq!(batch.iter().map(body).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(rx.recv().await.as_ref().map(body), Some(3));
+        // A receiver waiting for an item is woken by a push from another task.
+        let pusher = other.clone();
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            pusher.push(dispatch(5));
+        });
+        assert_eq!(rx.recv().await.as_ref().map(body), Some(5));
+        task.await.unwrap();
+        // Once every handle is gone the receiver sees the end.
+        drop(handle);
+        let ender = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            drop(other);
+        });
+        assert!(rx.recv().await.is_none());
+        ender.await.unwrap();
+    }
+
+    #[test]
+    fn a_batch_stops_after_a_control_item_and_pushes_fail_once_the_receiver_is_gone() {
+        let (handle, mut rx, _) = SessionHandle::new(1, UserId::new(1), Intents(0), None, 50, 16);
+        handle.push(dispatch(1));
+        handle.push(Outbound::CloseResumable);
+        handle.push(dispatch(2));
+        let mut batch = Vec::new();
+        rx.take_batch(&mut batch, 16);
+        assert_eq!(batch.len(), 2);
+        assert!(matches!(batch[1], Outbound::CloseResumable));
+        batch.clear();
+        rx.take_batch(&mut batch, 16);
+        assert_eq!(batch.iter().map(body).collect::<Vec<_>>(), [2]);
+        assert!(!handle.is_closed());
+        drop(rx);
+        assert!(handle.is_closed());
+        assert!(!handle.push(dispatch(3)));
     }
 }
