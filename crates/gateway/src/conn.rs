@@ -250,8 +250,10 @@ impl Conn {
         // unregister a waiter on the shutdown channel.
         let shutdown_changed = shutdown.changed();
         let heartbeat = sleep_until(self.session.poll_timeout().into());
-        let idle = sleep(self.gw.config.compressor_idle);
-        tokio::pin!(shutdown_changed, heartbeat, idle);
+        tokio::pin!(shutdown_changed, heartbeat);
+        // The compressor's idle timer exists only once a compressor is in use (a
+        // plain-JSON session never has one), so it is not part of every task.
+        let mut idle: Option<Pin<Box<tokio::time::Sleep>>> = None;
         let mut idle_armed = false;
         let mut outbound_streak = 0u32;
         loop {
@@ -299,7 +301,10 @@ impl Conn {
                     if heartbeat.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Wake::Heartbeat);
                     }
-                    if idle_armed && idle.as_mut().poll(cx).is_ready() {
+                    if idle_armed
+                        && let Some(i) = idle.as_mut()
+                        && i.as_mut().poll(cx).is_ready()
+                    {
                         return Poll::Ready(Wake::Idle);
                     }
                     Poll::Pending
@@ -370,7 +375,11 @@ impl Conn {
                 };
             }
             if self.idle_release_applies() && (dispatching || !was_holding || !idle_armed) {
-                idle.as_mut().reset((Instant::now() + self.gw.config.compressor_idle).into());
+                let at = (Instant::now() + self.gw.config.compressor_idle).into();
+                match idle.as_mut() {
+                    Some(i) => i.as_mut().reset(at),
+                    None => idle = Some(Box::pin(sleep_until(at))),
+                }
                 idle_armed = true;
             }
         }
