@@ -48,7 +48,16 @@ pub async fn openapi_json() -> Response {
         license(name = "MIT OR Apache-2.0"),
     ),
     paths(openapi_json),
-    components(schemas(schema::Error)),
+    components(schemas(
+        schema::Error,
+        schema::Snowflake,
+        schema::Cursor,
+        schema::PermissionBits,
+        schema::Null,
+        schema::ArchiveDuration,
+        schema::AfkTimeout,
+        schema::CreatableChannelType,
+    )),
     security(("bot" = []), ("bearer" = []), ("user" = [])),
 )]
 struct Root;
@@ -145,7 +154,7 @@ fn path_param(path: &str, name: &str) -> Parameter {
     let (schema, description): (RefOr<utoipa::openapi::schema::Schema>, &str) = match name {
         "emoji" => (schema::string(None, 1, 128), "A Unicode emoji, or a custom emoji as `name:id`, URL-encoded."),
         "code" => (schema::string(None, 1, 64), "An invite code."),
-        _ if me_too => (schema::string(Some("^([0-9]{1,20}|@me)$"), 1, 20), "A user's snowflake, or `@me`."),
+        _ if me_too => (schema::string(Some("^([1-9][0-9]{0,18}|@me)$"), 1, 19), "A user's snowflake, or `@me`."),
         _ => (RefOr::Ref(Ref::from_schema_name("Snowflake")), "A snowflake."),
     };
     ParameterBuilder::new()
@@ -177,52 +186,75 @@ pub mod schema {
             .into()
     }
 
-    /// A Discord id: a 64-bit number written as a string of digits.
-    pub struct Snowflake;
-    impl PartialSchema for Snowflake {
-        fn schema() -> RefOr<Schema> {
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some("^[0-9]{1,20}$"))
-                .description(Some("A snowflake: a 64-bit id as a string of digits."))
-                .into()
-        }
-    }
-    impl ToSchema for Snowflake {
-        fn name() -> Cow<'static, str> {
-            "Snowflake".into()
-        }
-    }
-
-    /// A field that is always `null` (Discord has it; Guildhall has no value for it).
-    pub struct Null;
-    impl PartialSchema for Null {
-        fn schema() -> RefOr<Schema> {
-            ObjectBuilder::new().schema_type(Type::Null).into()
-        }
-    }
-    impl ToSchema for Null {
-        fn name() -> Cow<'static, str> {
-            "Null".into()
-        }
+    /// A named scalar schema: `$name` in components, built by `$schema`.
+    macro_rules! scalar {
+        ($(#[$doc:meta])* $ty:ident, $schema:expr) => {
+            $(#[$doc])*
+            pub struct $ty;
+            impl PartialSchema for $ty {
+                fn schema() -> RefOr<Schema> {
+                    $schema.into()
+                }
+            }
+            impl ToSchema for $ty {
+                fn name() -> Cow<'static, str> {
+                    stringify!($ty).into()
+                }
+            }
+        };
     }
 
-    /// A permission bit set, as a string of digits.
-    pub struct PermissionBits;
-    impl PartialSchema for PermissionBits {
-        fn schema() -> RefOr<Schema> {
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some("^[0-9]{1,20}$"))
-                .description(Some("Permission bits as a decimal string."))
-                .into()
-        }
+    fn integer_choices(values: &[u32], description: &str) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .enum_values(Some(values.iter().copied()))
+            .description(Some(description))
     }
-    impl ToSchema for PermissionBits {
-        fn name() -> Cow<'static, str> {
-            "PermissionBits".into()
-        }
-    }
+
+    scalar!(
+        /// A Discord id: a positive 64-bit number written as a string of digits.
+        Snowflake,
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[1-9][0-9]{0,18}$"))
+            .description(Some("A snowflake: a 64-bit id as a string of digits."))
+    );
+    scalar!(
+        /// A paging cursor: a snowflake, or `0` for "from the start".
+        Cursor,
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[0-9]{1,19}$"))
+            .description(Some("A snowflake to page after/before; `0` pages from the start."))
+    );
+    scalar!(
+        /// Minutes of inactivity before a thread is archived.
+        ArchiveDuration,
+        integer_choices(&[60, 1440, 4320, 10080], "Minutes of inactivity before the thread is archived.")
+    );
+    scalar!(
+        /// Seconds before an idle voice member is moved to the AFK channel.
+        AfkTimeout,
+        integer_choices(&[60, 300, 900, 1800, 3600], "Seconds before an idle voice member is moved to the AFK channel.")
+    );
+    scalar!(
+        /// The channel types `POST /guilds/{id}/channels` creates.
+        CreatableChannelType,
+        integer_choices(&[0, 2, 4, 5, 13, 15], "Text 0, voice 2, category 4, announcement 5, stage 13, forum 15.")
+    );
+    scalar!(
+        /// A field that is always `null` (Discord has it; Guildhall has no value for it).
+        Null,
+        ObjectBuilder::new().schema_type(Type::Null)
+    );
+    scalar!(
+        /// A permission bit set, as a string of digits.
+        PermissionBits,
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[0-9]{1,19}$"))
+            .description(Some("Permission bits as a decimal string."))
+    );
 
     /// Discord's error body.
     #[derive(ToSchema)]

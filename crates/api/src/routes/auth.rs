@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
 struct Register {
     #[schema(min_length = 2, max_length = 32, pattern = "^[A-Za-z0-9_.]+$")]
     username: String,
+    #[schema(min_length = 8, max_length = 256)]
     password: Option<String>,
     email: Option<String>,
     #[schema(min_length = 1, max_length = 32)]

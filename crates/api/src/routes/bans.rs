@@ -56,10 +56,10 @@ struct ListQuery {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     #[serde(default)]
-    #[param(value_type = Option<crate::openapi::schema::Snowflake>)]
+    #[param(value_type = Option<crate::openapi::schema::Cursor>)]
     before: Option<String>,
     #[serde(default)]
-    #[param(value_type = Option<crate::openapi::schema::Snowflake>)]
+    #[param(value_type = Option<crate::openapi::schema::Cursor>)]
     after: Option<String>,
 }
 

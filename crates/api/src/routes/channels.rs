@@ -312,6 +312,7 @@ struct CreateChannel {
     #[schema(min_length = 1, max_length = 100)]
     name: String,
     #[serde(rename = "type", default)]
+    #[schema(value_type = Option<crate::openapi::schema::CreatableChannelType>)]
     kind: Option<u8>,
     #[serde(default)]
     topic: Option<String>,
@@ -545,6 +546,7 @@ struct ModifyChannel {
     #[serde(default)]
     locked: Option<bool>,
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::schema::ArchiveDuration>)]
     auto_archive_duration: Option<u32>,
     #[serde(default)]
     invitable: Option<bool>,

@@ -164,6 +164,7 @@ struct ModifyMe {
     #[serde(default)]
     password: Option<String>,
     #[serde(default)]
+    #[schema(min_length = 8, max_length = 256)]
     new_password: Option<String>,
 }
 

@@ -42,10 +42,13 @@ struct CreateGuild {
     #[serde(default)]
     icon: Option<String>,
     #[serde(default)]
+    #[schema(maximum = 4)]
     verification_level: Option<u8>,
     #[serde(default)]
+    #[schema(maximum = 1)]
     default_message_notifications: Option<u8>,
     #[serde(default)]
+    #[schema(maximum = 2)]
     explicit_content_filter: Option<u8>,
 }
 
@@ -182,12 +185,16 @@ struct ModifyGuild {
     #[schema(value_type = Option<Option<crate::openapi::schema::Snowflake>>)]
     afk_channel_id: Option<Option<ChannelId>>,
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::schema::AfkTimeout>)]
     afk_timeout: Option<u32>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(maximum = 4)]
     verification_level: Option<Option<u8>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(maximum = 1)]
     default_message_notifications: Option<Option<u8>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(maximum = 2)]
     explicit_content_filter: Option<Option<u8>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<Option<crate::openapi::schema::Snowflake>>)]

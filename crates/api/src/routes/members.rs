@@ -67,7 +67,7 @@ struct ListQuery {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     #[serde(default)]
-    #[param(value_type = Option<crate::openapi::schema::Snowflake>)]
+    #[param(value_type = Option<crate::openapi::schema::Cursor>)]
     after: Option<String>,
 }
 
@@ -116,7 +116,7 @@ async fn list_members(
 #[into_params(parameter_in = Query)]
 struct SearchQuery {
     #[serde(default)]
-    #[param(value_type = Option<String>, max_length = 100)]
+    #[param(value_type = String, max_length = 100)]
     query: Option<String>,
     #[serde(default)]
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]

@@ -203,7 +203,7 @@ async fn remove_user(
 #[into_params(parameter_in = Query)]
 struct ListParams {
     #[serde(default)]
-    #[param(value_type = Option<crate::openapi::schema::Snowflake>)]
+    #[param(value_type = Option<crate::openapi::schema::Cursor>)]
     after: Option<String>,
     #[serde(default)]
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]

@@ -177,11 +177,13 @@ struct StartBody {
     #[schema(min_length = 1, max_length = 100)]
     name: String,
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::schema::ArchiveDuration>)]
     auto_archive_duration: Option<u32>,
     #[serde(default)]
     #[schema(maximum = 21600)]
     rate_limit_per_user: Option<u32>,
     #[serde(default, rename = "type")]
+    #[schema(maximum = 255)]
     kind: Option<u8>,
     #[serde(default)]
     invitable: Option<bool>,
@@ -492,7 +494,7 @@ struct MemberParams {
     #[param(value_type = Option<bool>)]
     with_member: Option<String>,
     #[serde(default)]
-    #[param(value_type = Option<crate::openapi::schema::Snowflake>)]
+    #[param(value_type = Option<crate::openapi::schema::Cursor>)]
     after: Option<String>,
     #[serde(default)]
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]

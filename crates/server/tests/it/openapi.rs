@@ -58,7 +58,7 @@ async fn document_is_served_without_a_token_and_lists_known_routes() {
         "#/components/schemas/CreateMessageBody"
     );
     assert_eq!(doc["components"]["securitySchemes"]["bot"]["name"], "Authorization");
-    assert_eq!(doc["components"]["schemas"]["Snowflake"]["pattern"], "^[0-9]{1,20}$");
+    assert_eq!(doc["components"]["schemas"]["Snowflake"]["pattern"], "^[1-9][0-9]{0,18}$");
     // Discord's error body for every failure.
     assert_eq!(send["responses"]["4XX"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Error");
     // The unversioned and v9 prefixes serve the same document.
