@@ -41,6 +41,24 @@ pub fn fd_count(pid: u32) -> Option<u64> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
 }
 
+/// `Rss`, `Anonymous` and `LazyFree` (kB) from /proc/PID/smaps_rollup: LazyFree is
+/// memory the allocator gave back with `MADV_FREE`, still counted in RSS until the
+/// kernel needs it.
+pub fn smaps_rollup(pid: u32) -> Value {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let mut out = serde_json::Map::new();
+    for line in text.lines() {
+        let mut w = line.split_whitespace();
+        if let (Some(k), Some(v)) = (w.next(), w.next())
+            && ["Rss:", "Anonymous:", "LazyFree:", "Private_Dirty:"].contains(&k)
+            && let Ok(v) = v.parse::<u64>()
+        {
+            out.insert(format!("{}_kib", k.trim_end_matches(':').to_lowercase()), v.into());
+        }
+    }
+    Value::Object(out)
+}
+
 /// One reading now.
 pub async fn sample_now(pid: Option<u32>, rest: &Rest, t0: Instant, phase: &str) -> Sample {
     let metrics = rest.metrics().await.ok();

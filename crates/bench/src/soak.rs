@@ -73,13 +73,13 @@ pub struct SoakArgs {
     /// How many of them receive (and check) the bench messages.
     #[arg(long, default_value_t = 200)]
     pub readers: usize,
-    /// Messages per second from the sender.
+    /// Messages per second from the sender (0: none, churn only).
     #[arg(long, default_value_t = 100.0)]
     pub rate: f64,
     /// Length of the churn phase (seconds, or 30m / 1h).
     #[arg(long, default_value = "30m", value_parser = parse_duration)]
     pub duration: f64,
-    /// Churn operations per second, all workers together.
+    /// Churn operations per second, all workers together (0: traffic only, a control run).
     #[arg(long, default_value_t = 20.0)]
     pub churn: f64,
     /// Seconds of traffic with the population connected before the baseline reading.
@@ -116,6 +116,12 @@ impl Sender {
             let padding = "x".repeat(pad);
             let (mut seq, mut errors, mut lat, mut first_err) = (0usize, 0u64, Histogram::new(), None);
             let mut slot = 0u64;
+            if rate <= 0.0 {
+                // Churn only: no traffic.
+                while !stop2.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
             while !stop2.load(Ordering::Relaxed) {
                 tokio::time::sleep_until(start + Duration::from_secs_f64(slot as f64 / rate.max(0.001))).await;
                 slot += 1;
@@ -161,7 +167,9 @@ pub async fn run(a: SoakArgs) -> Res<PathBuf> {
     let m = a.population + 1;
     eprintln!("soak: seeding one guild of {m} members");
     let plan = SeedPlan { users: m, guilds: 1, members: m, concurrency: a.common.seed_concurrency };
-    let (file, _) = seed(&rest, &plan).await?;
+    // Seeding uses its own client, dropped afterwards, so its idle keep-alive
+    // connections do not count in the baseline's open fds.
+    let (file, _) = seed(&Rest::new(&target.base), &plan).await?;
     let tokens: Vec<String> = file.users.iter().map(|u| u.token.clone()).collect();
     let channel = file.guilds[0].channel_id.clone();
     let tokens_file = write_tokens(&a.common.results, &tokens[1..])?;
@@ -192,11 +200,17 @@ pub async fn run(a: SoakArgs) -> Res<PathBuf> {
     let sender = Sender::start(&rest, &tokens[0], &channel, a.rate, a.pad);
     tokio::time::sleep(Duration::from_secs_f64(a.warmup)).await;
     let baseline = sample_now(target.pid, &rest, sampler.t0, "baseline").await;
+    let smaps = || target.pid.map(crate::sample::smaps_rollup).unwrap_or(Value::Null);
+    let baseline_smaps = smaps();
     eprintln!("soak: baseline RSS {:?} KiB, fds {:?}", baseline.rss_kib, baseline.fds);
 
     sampler.set_phase("churn");
     let churn_start = sampler.t0.elapsed().as_secs_f64();
-    workers.send(&format!("churn {}", a.churn / nworkers as f64)).await?;
+    if a.churn > 0.0 {
+        workers.send(&format!("churn {}", a.churn / nworkers as f64)).await?;
+    } else {
+        r.note("--churn 0: traffic only (a control run for the memory figures)");
+    }
     let end = Instant::now() + Duration::from_secs_f64(a.duration);
     while Instant::now() < end {
         tokio::time::sleep((end - Instant::now()).min(Duration::from_secs(60))).await;
@@ -236,6 +250,7 @@ pub async fn run(a: SoakArgs) -> Res<PathBuf> {
     // A few seconds of steady traffic at the settled population, then the final reading.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let final_s = sample_now(target.pid, &rest, sampler.t0, "final").await;
+    let final_smaps = smaps();
     sampler.set_phase("final");
     let (sent, send_errors, send_lat, first_err) = sender.finish().await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -243,6 +258,7 @@ pub async fn run(a: SoakArgs) -> Res<PathBuf> {
     workers.quit().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let empty = sample_now(target.pid, &rest, sampler.t0, "workers gone").await;
+    let empty_smaps = smaps();
     let samples = sampler.finish().await;
 
     // Client-side counters.
@@ -341,6 +357,7 @@ pub async fn run(a: SoakArgs) -> Res<PathBuf> {
     r.extra("baseline", baseline.to_json());
     r.extra("final", final_s.to_json());
     r.extra("workers gone", empty.to_json());
+    r.extra("smaps_rollup", json!({ "baseline": baseline_smaps, "final": final_smaps, "workers gone": empty_smaps }));
     r.extra("samples", Value::Array(samples.iter().map(Sample::to_json).collect()));
     let series = |f: &dyn Fn(&Sample) -> Option<f64>| -> Vec<(f64, f64)> {
         samples.iter().filter_map(|s| Some((s.t, f(s)?))).collect()
