@@ -104,6 +104,14 @@ impl Server {
         Ok(Server { addr, runtime, gateway, listener, limits, state, store })
     }
 
+    /// The REST application this server serves (without the listener's
+    /// connection handling), for driving it in-process, e.g. by the fuzzer
+    /// (`fuzz/fuzz_targets/rest_request.rs`). Requests need a
+    /// `ConnectInfo<PeerAddr>` extension, as the listener adds.
+    pub fn router(&self) -> axum::Router {
+        guildhall_api::app(self.state.clone())
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
     /// requests finish and flushes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {

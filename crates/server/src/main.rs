@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use guildhall::{Config, Server};
 
 /// mimalloc instead of glibc malloc: see "Known trade-offs" in ARCHITECTURE.md.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
