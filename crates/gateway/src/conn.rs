@@ -93,7 +93,11 @@ enum Wake {
     Idle,
 }
 
-pub(crate) async fn run(gw: Arc<Gateway>, mut stream: TcpStream, up: Upgrade) {
+/// What a connection task keeps alive until it ends (the gateway's drain guard, the
+/// listener's per-IP slot): dropped with the task.
+pub(crate) type Hold = Box<dyn Send>;
+
+pub(crate) async fn run(gw: Arc<Gateway>, mut stream: TcpStream, up: Upgrade, hold: Hold) {
     if let Some(reason) = up.reject {
         let _ = handshake::reject(&mut stream, reason).await;
         return;
@@ -105,11 +109,15 @@ pub(crate) async fn run(gw: Arc<Gateway>, mut stream: TcpStream, up: Upgrade) {
     if handshake::accept(&mut stream, &up.key).await.is_err() {
         return;
     }
-    run_accepted(gw, Box::new(stream), up).await;
+    start(gw, Box::new(stream), up, hold).await;
 }
 
-/// Runs a connection whose `101 Switching Protocols` has already been sent.
-pub(crate) async fn run_accepted(gw: Arc<Gateway>, stream: Box<dyn Io>, up: Upgrade) {
+/// Starts a connection whose `101 Switching Protocols` has already been sent: its
+/// long-lived part runs in a task of its own, whose future holds the [`Conn`] and
+/// the run loop and nothing of the accept path (the request-head reading and the
+/// handshake states of the caller's future would otherwise stay in every idle
+/// connection's task, ~1 KB).
+pub(crate) async fn start(gw: Arc<Gateway>, stream: Box<dyn Io>, up: Upgrade, hold: Hold) {
     let cfg = &gw.config;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(cfg.read_buffer_size)
@@ -118,32 +126,21 @@ pub(crate) async fn run_accepted(gw: Arc<Gateway>, stream: Box<dyn Io>, up: Upgr
         .max_frame_size(Some(cfg.max_message_size));
     let ws = WebSocketStream::from_partially_read(stream, up.leftover, Role::Server, Some(ws_config)).await;
     GatewayStats::add(&gw.stats.connections_open, 1);
-    let mut conn = Conn {
+    let conn = Conn {
         session: guildhall_proto::Session::new(cfg.session, Instant::now()),
         encoder: Encoder::new(up.compression, cfg.encoder),
         gw: gw.clone(),
         ws,
         live: None,
     };
-    let end = if up.bad_version || up.bad_encoding {
-        let hello = conn.session.hello_frame();
-        match Box::pin(conn.send_now(hello)).await {
-            Ok(()) => {
-                let reason = if up.bad_encoding {
-                    "Only encoding=json is supported."
-                } else {
-                    CloseCode::InvalidApiVersion.reason()
-                };
-                Box::pin(conn.close_with(CloseCode::InvalidApiVersion, reason, true)).await
-            }
-            Err(end) => end,
-        }
+    let refuse = if up.bad_encoding {
+        Some("Only encoding=json is supported.")
+    } else if up.bad_version {
+        Some(CloseCode::InvalidApiVersion.reason())
     } else {
-        conn.serve().await
+        None
     };
-    // Boxed (as are the rare steps in `serve`): the task's own state stays small while
-    // the connection idles.
-    Box::pin(conn.finish(end)).await;
+    tokio::spawn(conn.run_to_end(refuse, hold));
 }
 
 /// The WebSocket message of one dispatch: plain frames keep their parts (the shared
@@ -205,6 +202,25 @@ async fn guarded(
 }
 
 impl Conn {
+    /// Steps 2-7: serves the connection (or refuses it with 4012 after HELLO),
+    /// then ends or keeps the session.
+    async fn run_to_end(mut self, refuse: Option<&'static str>, hold: Hold) {
+        let end = match refuse {
+            Some(reason) => {
+                let hello = self.session.hello_frame();
+                match Box::pin(self.send_now(hello)).await {
+                    Ok(()) => Box::pin(self.close_with(CloseCode::InvalidApiVersion, reason, true)).await,
+                    Err(end) => end,
+                }
+            }
+            None => self.serve().await,
+        };
+        // Boxed (as are the rare steps in `serve`): the task's own state stays small
+        // while the connection idles.
+        Box::pin(self.finish(end)).await;
+        drop(hold);
+    }
+
     fn idle_release_applies(&self) -> bool {
         self.encoder.is_holding_state()
             && !(self.encoder.compression() == Compression::ZstdStream

@@ -153,15 +153,17 @@ impl Gateway {
         })
     }
 
-    /// Serves one upgraded connection until it (and, if it stays resumable, its
-    /// session) ends. `stream` is positioned right after the request head;
+    /// Serves one upgraded connection. `stream` is positioned right after the request head;
     /// `upgrade.leftover` holds any bytes read past it.
-    pub async fn serve(self: Arc<Self>, stream: TcpStream, upgrade: Upgrade) {
+    ///
+    /// Returns once the connection is established (or refused): the connection
+    /// then runs in a task of its own, which keeps `hold` (e.g. the listener's
+    /// per-IP connection slot) until it ends.
+    pub async fn serve(self: Arc<Self>, stream: TcpStream, upgrade: Upgrade, hold: Box<dyn Send>) {
         let Some(guard) = self.task_guard.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
             return; // shutting down: drop the socket
         };
-        conn::run(self, stream, upgrade).await;
-        drop(guard);
+        conn::run(self, stream, upgrade, Box::new((guard, hold))).await;
     }
 
     /// Serves an upgrade that arrived on an HTTP keep-alive connection: the HTTP
@@ -174,8 +176,7 @@ impl Gateway {
         let Some(guard) = self.task_guard.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
             return; // shutting down: drop the connection
         };
-        conn::run_accepted(self, Box::new(stream), upgrade).await;
-        drop(guard);
+        conn::start(self, Box::new(stream), upgrade, Box::new(guard)).await;
     }
 
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {

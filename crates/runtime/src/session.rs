@@ -219,7 +219,13 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn insert(&self, handle: SessionHandle) {
-        self.by_user.write().unwrap_or_else(|p| p.into_inner()).entry(handle.user_id).or_default().push(handle);
+        // Most users have one session: no room for four until they open a second.
+        self.by_user
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(handle.user_id)
+            .or_insert_with(|| Vec::with_capacity(1))
+            .push(handle);
     }
 
     /// Removes a session; returns how many the user still has.

@@ -195,8 +195,8 @@ async fn route(
             let _ = conns.send((rewind, peer)).await;
         }
         Sniffed::WebSocket(upgrade) => {
-            gateway.serve(stream, upgrade).await;
-            drop(slot);
+            // The connection task keeps the slot until the connection ends.
+            gateway.serve(stream, upgrade, Box::new(slot)).await;
         }
     }
 }
