@@ -71,9 +71,13 @@ pub struct StalledArgs {
     /// Session connect rate.
     #[arg(long, default_value_t = 2000.0)]
     pub connect_rate: f64,
-    /// Seconds to wait after the stalled sessions are gone before the last RSS reading.
+    /// Seconds to wait after the server forgot the stalled sessions before the last RSS reading.
     #[arg(long, default_value_t = 5.0)]
     pub settle: f64,
+    /// Longest wait for the server to forget the stalled sessions (a session whose
+    /// connection was dropped stays resumable for the server's resume window).
+    #[arg(long, default_value_t = 180.0)]
+    pub settle_max: f64,
     /// Sampling period of server RSS and /metrics, ms.
     #[arg(long, default_value_t = 200)]
     pub sample_ms: u64,
@@ -208,8 +212,22 @@ pub async fn run(a: StalledArgs) -> Res<PathBuf> {
     let drained = stalled.request("drain", "drained").await?;
     sampler.set_phase("after");
     stalled.quit().await;
+    // Wait until the server holds only the readers' sessions again.
+    let forget_t = Instant::now();
+    let forgot = loop {
+        let s = crate::sample::sample_now(target.pid, &rest, sampler.t0, "after").await;
+        let n = a.readers as u64;
+        if s.sessions_open.is_some_and(|x| x <= n) && s.connections.is_some_and(|x| x <= n) {
+            break true;
+        }
+        if forget_t.elapsed().as_secs_f64() > a.settle_max {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let forget_s = forget_t.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs_f64(a.settle)).await;
-    let after = sampler.last();
+    let after = Some(crate::sample::sample_now(target.pid, &rest, sampler.t0, "after").await);
     readers.quit().await;
     let samples = sampler.finish().await;
 
@@ -251,6 +269,30 @@ pub async fn run(a: StalledArgs) -> Res<PathBuf> {
         r.row("last overflow close, after phase B started", "s", Goal::None, l);
     }
     r.row("phase B length (sending + report)", "s", Goal::None, b_end - b_start);
+    // Connections the server dropped (write timeout or overflow), from the connections gauge.
+    let conn0 = stalled_idle.as_ref().and_then(|s| s.connections).unwrap_or(0);
+    let during: Vec<&Sample> = b_samples.iter().copied().filter(|s| s.phase == "B" || s.phase == "drain").collect();
+    let conn_min = during.iter().filter_map(|s| s.connections).min().unwrap_or(conn0);
+    r.row(
+        "stalled connections the server dropped during B (connections gauge)",
+        "",
+        Goal::None,
+        conn0.saturating_sub(conn_min) as f64,
+    );
+    if conn_min < conn0 {
+        let first = during.iter().find(|s| s.connections.is_some_and(|c| c < conn0)).map(|s| s.t - b_start);
+        let last = during.iter().find(|s| s.connections == Some(conn_min)).map(|s| s.t - b_start);
+        if let (Some(f), Some(l)) = (first, last) {
+            r.row("first connection dropped, after phase B started", "s", Goal::None, f);
+            r.row("last connection dropped, after phase B started", "s", Goal::None, l);
+        }
+    }
+    let kept = during.last().and_then(|s| s.sessions_open).unwrap_or(0).saturating_sub(a.readers as u64);
+    r.row("stalled sessions still held by the server at the end of B (resumable)", "", Goal::None, kept as f64);
+    r.row("seconds until the server forgot the stalled sessions", "s", Goal::None, forget_s);
+    if !forgot {
+        r.note(format!("the server still held stalled sessions {:.0} s after they disconnected", a.settle_max));
+    }
     let (mut seen_closed, mut seen_open, mut bench_msgs) = (0u64, 0u64, 0u64);
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     for v in &drained {
@@ -286,7 +328,10 @@ pub async fn run(a: StalledArgs) -> Res<PathBuf> {
         r.row("RSS per stalled session: peak B − idle with stalled sessions", "KiB", Goal::None, per(peak_b, si));
         r.row("RSS per stalled session: peak B − before they connected", "KiB", Goal::None, per(peak_b, aa));
         r.row(
-            format!("server RSS {:.1} s after the stalled sessions are gone (target ≤ +10 % of before them)", a.settle),
+            format!(
+                "server RSS {:.1} s after the server forgot the stalled sessions (target ≤ +10 % of before them)",
+                a.settle
+            ),
             "MiB",
             Goal::AtMost(mib(aa) * 1.10),
             mib(af),
@@ -319,12 +364,14 @@ pub async fn run(a: StalledArgs) -> Res<PathBuf> {
             ],
         ),
     );
-    r.note(format!(
-        "bound per stalled session (server defaults): queue of {} Outbound slots (48 B each, ~96 KiB once full) + \
-         ≤ {} frames in a pending batch write + replay outbox ≤ 1,024 entries (~80 B each + refcounted shared bodies) \
-         + kernel socket buffers (not in RSS); bodies are shared by every recipient",
-        2048, 256
-    ));
+    r.note(
+        "bound per stalled session (server defaults): its queue of ≤ 2,048 Outbound items (48 B each, 96 KiB full), \
+         ≤ 256 frames taken into the pending batch write, a replay outbox of ≤ 1,024 entries / 1 MiB of bodies \
+         (80 B per entry; its VecDeque grows to 2,048 slots = 160 KiB), event bodies shared with every other \
+         recipient, and kernel socket buffers (not in RSS). A full queue ends the session (overflow); a write \
+         blocked for write_timeout (15 s) drops the connection first and keeps the session resumable for the \
+         resume window (120 s), its events going to the replay outbox",
+    );
     let _ = std::fs::remove_file(&readers_file);
     let _ = std::fs::remove_file(&stalled_file);
     r.finish(&a.common.results).map_err(|e| e.to_string())

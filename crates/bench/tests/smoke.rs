@@ -222,6 +222,8 @@ async fn stalled_sessions_are_closed_and_readers_get_everything() {
     assert_eq!(measured(&rows, "stalled clients that found their connection closed when they read"), 3.0);
     assert_eq!(measured(&rows, "stalled clients still open when they read"), 0.0);
     assert!(measured(&rows, "last overflow close, after phase B started") > 0.0);
+    assert_eq!(measured(&rows, "stalled connections the server dropped during B"), 3.0);
+    assert_eq!(measured(&rows, "gateway sessions open at the end"), 4.0);
     row(&rows, "RSS per stalled session: peak B − idle with stalled sessions");
     row(&rows, "reader p99 in B");
 }
