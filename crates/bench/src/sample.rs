@@ -24,6 +24,22 @@ pub struct Sample {
     pub overflows: Option<u64>,
     pub resumes: Option<u64>,
     pub identifies: Option<u64>,
+    /// System-wide kernel memory of TCP sockets (`/proc/net/sockstat` "TCP: ... mem"),
+    /// KiB: socket buffers are not in any process's RSS.
+    pub tcp_mem_kib: Option<u64>,
+}
+
+/// `/proc/net/sockstat`'s TCP `mem` (pages) in KiB.
+pub fn tcp_mem_kib() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/sockstat").ok()?;
+    let line = text.lines().find(|l| l.starts_with("TCP:"))?;
+    let mut w = line.split_whitespace();
+    while let Some(k) = w.next() {
+        if k == "mem" {
+            return w.next()?.parse::<u64>().ok().map(|p| p * 4);
+        }
+    }
+    None
 }
 
 impl Sample {
@@ -31,7 +47,7 @@ impl Sample {
         json!({
             "t_s": (self.t * 100.0).round() / 100.0, "phase": self.phase, "rss_kib": self.rss_kib, "fds": self.fds,
             "sessions_open": self.sessions_open, "connections": self.connections, "overflows": self.overflows,
-            "resumes": self.resumes, "identifies": self.identifies,
+            "resumes": self.resumes, "identifies": self.identifies, "tcp_mem_kib": self.tcp_mem_kib,
         })
     }
 }
@@ -73,6 +89,7 @@ pub async fn sample_now(pid: Option<u32>, rest: &Rest, t0: Instant, phase: &str)
         overflows: m("guildhall_gateway_overflows_total"),
         resumes: m("guildhall_gateway_resumes_total"),
         identifies: m("guildhall_gateway_identifies_total"),
+        tcp_mem_kib: tcp_mem_kib(),
     }
 }
 

@@ -336,6 +336,16 @@ pub async fn run(a: StalledArgs) -> Res<PathBuf> {
             Goal::AtMost(mib(aa) * 1.10),
             mib(af),
         );
+        let tcp =
+            |ph: &[&str]| samples.iter().filter(|s| ph.contains(&s.phase.as_str())).filter_map(|s| s.tcp_mem_kib).max();
+        if let (Some(t0), Some(tb)) = (stalled_idle.as_ref().and_then(|s| s.tcp_mem_kib), tcp(&["B", "drain"])) {
+            r.row(
+                "kernel TCP memory per stalled session: peak B − idle (system-wide sockstat, not in RSS)",
+                "KiB",
+                Goal::None,
+                tb.saturating_sub(t0) as f64 / sc.ok.max(1) as f64,
+            );
+        }
         r.extra(
             "rss_kib",
             json!({ "before_a": ba, "peak_a": peak_a, "after_a": aa, "stalled_idle": si, "peak_b": peak_b, "after": af }),
