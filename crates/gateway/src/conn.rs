@@ -204,21 +204,28 @@ async fn guarded(
 impl Conn {
     /// Steps 2-7: serves the connection (or refuses it with 4012 after HELLO),
     /// then ends or keeps the session.
-    async fn run_to_end(mut self, refuse: Option<&'static str>, hold: Hold) {
-        let end = match refuse {
-            Some(reason) => {
-                let hello = self.session.hello_frame();
-                match Box::pin(self.send_now(hello)).await {
-                    Ok(()) => Box::pin(self.close_with(CloseCode::InvalidApiVersion, reason, true)).await,
-                    Err(end) => end,
+    ///
+    /// An `async` block rather than an `async fn`: an `async fn` moves its
+    /// arguments into locals, and the future would hold the 680-byte `Conn`
+    /// twice (rust-lang/rust#62958); the block uses its capture in place.
+    fn run_to_end(self, refuse: Option<&'static str>, hold: Hold) -> impl Future<Output = ()> + Send {
+        let mut conn = self;
+        async move {
+            let end = match refuse {
+                Some(reason) => {
+                    let hello = conn.session.hello_frame();
+                    match Box::pin(conn.send_now(hello)).await {
+                        Ok(()) => Box::pin(conn.close_with(CloseCode::InvalidApiVersion, reason, true)).await,
+                        Err(end) => end,
+                    }
                 }
-            }
-            None => self.serve().await,
-        };
-        // Boxed (as are the rare steps in `serve`): the task's own state stays small
-        // while the connection idles.
-        Box::pin(self.finish(end)).await;
-        drop(hold);
+                None => conn.serve().await,
+            };
+            // Boxed (as are the rare steps in `serve`): the task's own state stays
+            // small while the connection idles.
+            Box::pin(conn.finish(end)).await;
+            drop(hold);
+        }
     }
 
     fn idle_release_applies(&self) -> bool {
