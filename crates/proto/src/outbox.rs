@@ -145,6 +145,14 @@ impl Outbox {
     fn push_named(&mut self, name: EventName, body: Bytes) -> u64 {
         self.seq += 1;
         let entry = Entry { name, body };
+        // Make room first: pushing into a full ring and trimming after would double
+        // its capacity (2 x `max_events` slots for a session that is always full).
+        while self.buffer.len() >= self.limits.max_events.max(1) {
+            let Some(old) = self.buffer.pop_front() else {
+                break;
+            };
+            self.buffered_bytes -= old.cost();
+        }
         self.buffered_bytes += entry.cost();
         self.buffer.push_back(entry);
         while self.buffer.len() > self.limits.max_events || self.buffered_bytes > self.limits.max_bytes {
@@ -302,6 +310,17 @@ mod tests {
         // seq 2 means "I have 1 and 2": 3, 4, 5 are all still here.
         assert_eq!(seqs(outbox.replay_after(2).unwrap()), vec![3, 4, 5]);
         assert_eq!(outbox.replay_after(1).err(), Some(ResumeError::Expired { requested: 1, oldest_kept: 3 }));
+    }
+
+    #[test]
+    fn a_full_ring_keeps_its_capacity_at_the_event_bound() {
+        let mut outbox = Outbox::new("abc", ReplayLimits { max_events: 1024, max_bytes: usize::MAX });
+        for i in 1..=5000 {
+            outbox.push("MESSAGE_CREATE", &body(i));
+        }
+        assert_eq!(outbox.buffered_events(), 1024);
+        assert_eq!(outbox.oldest_kept(), 5000 - 1023);
+        assert!(outbox.buffer.capacity() <= 1024, "ring grew to {} slots", outbox.buffer.capacity());
     }
 
     #[test]
