@@ -31,21 +31,11 @@ pub struct EmbeddedStoreConfig {
     pub max_pending_writes: usize,
     /// Channels whose latest page is kept in memory.
     pub latest_page_cache_channels: usize,
-    /// Largest memtable of each keyspace before it is flushed to disk. fjall's
-    /// default is 64 MiB of keys and values per keyspace (about twice that in heap),
-    /// which a busy message keyspace reaches only after hours and which then sits
-    /// in every server's RSS; 16 MiB keeps the resident write buffer small.
-    pub memtable_bytes: u64,
 }
 
 impl Default for EmbeddedStoreConfig {
     fn default() -> Self {
-        EmbeddedStoreConfig {
-            cache_bytes: 64 << 20,
-            max_pending_writes: 100_000,
-            latest_page_cache_channels: 4096,
-            memtable_bytes: 16 << 20,
-        }
+        EmbeddedStoreConfig { cache_bytes: 64 << 20, max_pending_writes: 100_000, latest_page_cache_channels: 4096 }
     }
 }
 
@@ -121,10 +111,7 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir).map_err(engine)?;
         let db_dir = dir.join("db");
         let db = Database::builder(&db_dir).cache_size(config.cache_bytes).open().map_err(engine)?;
-        let memtable = config.memtable_bytes.max(1 << 20);
-        let open = |name: &str| {
-            db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(memtable)).map_err(engine)
-        };
+        let open = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(engine);
         let ks = Keyspaces {
             users: open("users")?,
             applications: open("applications")?,
