@@ -694,30 +694,7 @@ pub async fn worker(a: WorkerArgs) -> Res<()> {
         });
     }
     drop(ctx);
-    let mut ready = Histogram::new();
-    let (mut ok, mut failed, mut errors) = (0u64, 0u64, Vec::<String>::new());
-    let mut last_ready_ns = 0;
-    for _ in 0..n {
-        let Some((r, at)) = crx.recv().await else { break };
-        match r {
-            Ok(lat) => {
-                ok += 1;
-                ready.record(lat);
-                last_ready_ns = last_ready_ns.max(at);
-            }
-            Err(e) => {
-                failed += 1;
-                if errors.len() < 5 {
-                    errors.push(e);
-                }
-            }
-        }
-    }
-    emit(&json!({
-        "kind": "connected", "ok": ok, "failed": failed, "errors": errors, "ready_hist": ready.to_wire(),
-        "first_start_ns": first_start_ns, "last_ready_ns": last_ready_ns,
-    }))
-    .await;
+    crate::worker::report_connected(&mut crx, n, first_start_ns).await;
     let slots = Arc::new(slots);
     let mut churn: Option<(Arc<AtomicBool>, tokio::task::JoinHandle<()>)> = None;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();

@@ -422,30 +422,7 @@ pub async fn worker(a: WorkerArgs) -> Res<()> {
         });
     }
     drop((tx, out_tx));
-    let mut ready = Histogram::new();
-    let (mut ok, mut failed, mut errors) = (0u64, 0u64, Vec::<String>::new());
-    let mut last_ready_ns = 0;
-    for _ in 0..n {
-        let Some((r, at)) = rx.recv().await else { break };
-        match r {
-            Ok(lat) => {
-                ok += 1;
-                ready.record(lat);
-                last_ready_ns = last_ready_ns.max(at);
-            }
-            Err(e) => {
-                failed += 1;
-                if errors.len() < 5 {
-                    errors.push(e);
-                }
-            }
-        }
-    }
-    emit(&json!({
-        "kind": "connected", "ok": ok, "failed": failed, "errors": errors, "ready_hist": ready.to_wire(),
-        "first_start_ns": first_start_ns, "last_ready_ns": last_ready_ns,
-    }))
-    .await;
+    let ok = crate::worker::report_connected(&mut rx, n, first_start_ns).await;
     let drain_tx = Arc::new(drain_tx);
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {

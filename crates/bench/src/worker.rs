@@ -92,30 +92,7 @@ pub async fn run(a: WorkerArgs) -> Res<()> {
         });
     }
     drop(tx);
-    let mut ready = Histogram::new();
-    let (mut ok, mut failed, mut errors) = (0u64, 0u64, Vec::<String>::new());
-    let mut last_ready_ns = 0;
-    for _ in 0..n {
-        let Some((r, at)) = rx.recv().await else { break };
-        match r {
-            Ok(lat) => {
-                ok += 1;
-                ready.record(lat);
-                last_ready_ns = last_ready_ns.max(at);
-            }
-            Err(e) => {
-                failed += 1;
-                if errors.len() < 5 {
-                    errors.push(e);
-                }
-            }
-        }
-    }
-    emit(&json!({
-        "kind": "connected", "ok": ok, "failed": failed, "errors": errors, "ready_hist": ready.to_wire(),
-        "first_start_ns": first_start_ns, "last_ready_ns": last_ready_ns,
-    }))
-    .await;
+    report_connected(&mut rx, n, first_start_ns).await;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let mut words = line.split_whitespace();
@@ -141,6 +118,41 @@ pub async fn run(a: WorkerArgs) -> Res<()> {
         }
     }
     Ok(())
+}
+
+/// Waits for the outcome of `n` session starts (IDENTIFY→READY latency or an error,
+/// with the time READY arrived) and tells the parent with one `connected` line.
+/// Returns how many sessions are up.
+pub(crate) async fn report_connected(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(Res<u64>, u64)>,
+    n: usize,
+    first_start_ns: u64,
+) -> u64 {
+    let mut ready = Histogram::new();
+    let (mut ok, mut failed, mut errors) = (0u64, 0u64, Vec::<String>::new());
+    let mut last_ready_ns = 0;
+    for _ in 0..n {
+        let Some((r, at)) = rx.recv().await else { break };
+        match r {
+            Ok(lat) => {
+                ok += 1;
+                ready.record(lat);
+                last_ready_ns = last_ready_ns.max(at);
+            }
+            Err(e) => {
+                failed += 1;
+                if errors.len() < 5 {
+                    errors.push(e);
+                }
+            }
+        }
+    }
+    emit(&json!({
+        "kind": "connected", "ok": ok, "failed": failed, "errors": errors, "ready_hist": ready.to_wire(),
+        "first_start_ns": first_start_ns, "last_ready_ns": last_ready_ns,
+    }))
+    .await;
+    ok
 }
 
 pub(crate) async fn emit(v: &Value) {
