@@ -51,13 +51,68 @@ pub struct SessionShared {
 
 #[derive(Debug, Default)]
 struct QueueState {
-    items: VecDeque<Outbound>,
+    items: Items,
     /// The receiver waiting for an item.
     waker: Option<Waker>,
 }
 
-/// Capacity a drained queue may keep; a burst's larger buffer is given back.
-const KEEP_CAPACITY: usize = 64;
+/// Items per block of a queue: the first block grows to this by doubling, later
+/// ones are allocated at this size.
+const BLOCK: usize = 64;
+
+/// A FIFO of blocks of at most [`BLOCK`] items rather than one ring buffer: a queue
+/// that keeps growing (a client that stopped reading) allocates a small block every
+/// `BLOCK` pushes instead of doubling one buffer. With one ring, every stalled
+/// session's buffer was reallocated and copied at the same push (they stall
+/// together, so their queues fill in step): 1,000 × 96 KiB fresh, page-faulted
+/// memory in one guild actor's fan-out loop, a 100+ ms stall for every other
+/// session of the guild.
+#[derive(Debug, Default)]
+struct Items {
+    /// The oldest items; the only block while the queue holds ≤ `BLOCK` items, and
+    /// the one a drained queue keeps (≤ `BLOCK` slots).
+    head: VecDeque<Outbound>,
+    /// Later blocks, each of capacity `BLOCK`, all full but the last; boxed and
+    /// absent unless `head` filled up, so an idle session pays one pointer for it.
+    #[allow(clippy::box_collection)] // one pointer, not a 32-byte header, in every session
+    rest: Option<Box<VecDeque<VecDeque<Outbound>>>>,
+}
+
+impl Items {
+    fn len(&self) -> usize {
+        let rest =
+            self.rest.as_deref().map_or(0, |r| r.len().saturating_sub(1) * BLOCK + r.back().map_or(0, VecDeque::len));
+        self.head.len() + rest
+    }
+
+    fn push_back(&mut self, item: Outbound) {
+        if self.rest.is_none() && self.head.len() < BLOCK {
+            self.head.push_back(item);
+            return;
+        }
+        let rest = self.rest.get_or_insert_default();
+        match rest.back_mut() {
+            Some(b) if b.len() < BLOCK => b.push_back(item),
+            _ => {
+                let mut b = VecDeque::with_capacity(BLOCK);
+                b.push_back(item);
+                rest.push_back(b);
+            }
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Outbound> {
+        if self.head.is_empty() {
+            let rest = self.rest.as_mut()?;
+            // The drained head block goes; the next one (capacity `BLOCK`) becomes the head.
+            self.head = rest.pop_front()?;
+            if rest.is_empty() {
+                self.rest = None;
+            }
+        }
+        self.head.pop_front()
+    }
+}
 
 impl SessionShared {
     fn lock(&self) -> MutexGuard<'_, QueueState> {
@@ -103,9 +158,6 @@ impl SessionReceiver {
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
         let mut q = self.shared.lock();
         if let Some(item) = q.items.pop_front() {
-            if q.items.is_empty() && q.items.capacity() > KEEP_CAPACITY {
-                q.items = VecDeque::new();
-            }
             return Poll::Ready(Some(item));
         }
         if self.shared.senders.load(Ordering::Acquire) == 0 {
@@ -134,9 +186,6 @@ impl SessionReceiver {
             if control {
                 break;
             }
-        }
-        if q.items.is_empty() && q.items.capacity() > KEEP_CAPACITY {
-            q.items = VecDeque::new();
         }
     }
 }
@@ -294,6 +343,48 @@ mod tests {
         });
         assert!(rx.recv().await.is_none());
         ender.await.unwrap();
+    }
+
+    #[test]
+    fn a_long_queue_spans_blocks_in_order_and_overflows_at_its_capacity() {
+        let n = 3 * BLOCK + 7;
+        let (handle, mut rx, shared) = SessionHandle::new(1, UserId::new(1), Intents(0), None, 50, n);
+        let seq = |i: usize| Outbound::Dispatch("X", Bytes::from(i.to_le_bytes().to_vec()));
+        let num = |o: &Outbound| match o {
+            Outbound::Dispatch(_, b) => usize::from_le_bytes(b[..8].try_into().unwrap()),
+            _ => usize::MAX,
+        };
+        let (mut next_in, mut next_out) = (0, 0);
+        // Fill to capacity, drain part, refill, across block boundaries.
+        for _ in 0..n {
+            assert!(handle.push(seq(next_in)));
+            next_in += 1;
+        }
+        assert_eq!(shared.lock().items.len(), n);
+        assert!(handle.push(seq(usize::MAX)));
+        assert!(shared.overflowed.swap(false, Ordering::AcqRel), "one past capacity overflows");
+        let mut batch = Vec::new();
+        rx.take_batch(&mut batch, BLOCK + 5);
+        for item in batch.drain(..) {
+            assert_eq!(num(&item), next_out);
+            next_out += 1;
+        }
+        assert_eq!(shared.lock().items.len(), n - BLOCK - 5);
+        for _ in 0..BLOCK + 5 {
+            assert!(handle.push(seq(next_in)));
+            next_in += 1;
+        }
+        assert!(!shared.overflowed.load(Ordering::Acquire));
+        while next_out < next_in {
+            rx.take_batch(&mut batch, 10);
+            for item in batch.drain(..) {
+                assert_eq!(num(&item), next_out);
+                next_out += 1;
+            }
+        }
+        let q = shared.lock();
+        assert_eq!(q.items.len(), 0);
+        assert!(q.items.rest.is_none() && q.items.head.capacity() <= BLOCK, "a drained queue keeps one block at most");
     }
 
     #[test]
