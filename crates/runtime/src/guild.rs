@@ -25,16 +25,15 @@ pub type GuildActor = Actor<GuildScope>;
 
 pub struct GuildScope {
     pub guild: GuildState,
-    /// Sessions that receive this guild's events. Pruned when a push finds the
-    /// session gone.
-    pub subscribers: Vec<SessionHandle>,
+    /// Sessions that receive this guild's events.
+    pub subscribers: Subscribers,
     /// Online (non-offline) members and their presence.
     pub presences: HashMap<UserId, Presence>,
 }
 
 impl GuildScope {
     pub fn new(guild: GuildState) -> GuildScope {
-        GuildScope { guild, subscribers: Vec::new(), presences: HashMap::new() }
+        GuildScope { guild, subscribers: Subscribers::default(), presences: HashMap::new() }
     }
 
     /// Whether `session` may receive `event` (intents, shard, visibility). `memo`
@@ -64,6 +63,84 @@ impl GuildScope {
     }
 }
 
+/// The sessions subscribed to a guild, with what the actor asks of them often.
+///
+/// Removal is deferred: a session that ends is noted and dropped from the list in
+/// one pass, before the next fan-out or once enough have ended, rather than one
+/// O(subscribers) pass each. When 1,000 sessions of a guild end at once (a mass
+/// disconnect, or clients that stalled together and overflowed together) that is
+/// one pass over the list instead of 1,000, all on the actor every other member's
+/// events wait behind. A session noted for removal may still be pushed to until
+/// then; its queue is about to be dropped, so nothing reaches a client.
+#[derive(Default)]
+pub struct Subscribers {
+    list: Vec<SessionHandle>,
+    /// Sessions in `list` with GUILD_PRESENCES.
+    presence_takers: usize,
+    /// Ids of sessions to drop from `list` at the next compaction.
+    ended: Vec<u64>,
+}
+
+impl Subscribers {
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, SessionHandle> {
+        self.list.iter()
+    }
+
+    /// Whether any subscriber takes PRESENCE_UPDATE (ended ones may still count).
+    pub fn any_takes_presences(&self) -> bool {
+        self.presence_takers > 0
+    }
+
+    /// Adds `session`, replacing an entry with its id and dropping closed ones.
+    pub fn add(&mut self, session: SessionHandle) {
+        self.ended.retain(|id| *id != session.id);
+        self.retain(|s| s.id != session.id && !s.is_closed());
+        self.presence_takers += usize::from(session.intents.contains(Intents::GUILD_PRESENCES));
+        self.list.push(session);
+    }
+
+    /// Notes that a session ended; it leaves the list at the next compaction.
+    pub fn remove_later(&mut self, session_id: u64) {
+        self.ended.push(session_id);
+        if self.ended.len() > 64.max(self.list.len() / 8) {
+            self.compact();
+        }
+    }
+
+    /// Drops the sessions noted as ended and those whose receiver is gone.
+    pub fn compact(&mut self) {
+        let mut ended = std::mem::take(&mut self.ended);
+        ended.sort_unstable();
+        self.retain(|s| ended.binary_search(&s.id).is_err() && !s.is_closed());
+        ended.clear();
+        // Keep the (emptied) buffer: a guild with churn needs it again.
+        self.ended = ended;
+    }
+
+    /// Whether a compaction is due before the next fan-out.
+    pub fn has_ended(&self) -> bool {
+        !self.ended.is_empty()
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&SessionHandle) -> bool) {
+        let mut takers = 0;
+        self.list.retain(|s| {
+            let k = keep(s);
+            takers += usize::from(k && s.intents.contains(Intents::GUILD_PRESENCES));
+            k
+        });
+        self.presence_takers = takers;
+    }
+}
+
 /// Subscribers beyond which the actor lets an answered caller run before fanning
 /// out (see `Actor::complete`).
 const LARGE_FANOUT: usize = 256;
@@ -81,8 +158,11 @@ impl Scope for GuildScope {
             }
             _ => None,
         };
+        if self.subscribers.has_ended() {
+            self.subscribers.compact();
+        }
         let mut gone = false;
-        for s in &self.subscribers {
+        for s in self.subscribers.iter() {
             if !self.admits(s, event, &mut memo) {
                 continue;
             }
@@ -163,16 +243,16 @@ impl GuildActor {
         if !self.state.guild.members.contains_key(&session.user_id) {
             return;
         }
-        self.state.subscribers.retain(|s| s.id != session.id && !s.is_closed());
         if session.intents.contains(Intents::GUILDS) && session.wants_guild(Some(self.state.guild.guild.id)) {
             let body = self.guild_create(&session);
             session.push(Outbound::Dispatch("GUILD_CREATE", body));
         }
-        self.state.subscribers.push(session);
+        self.state.subscribers.add(session);
     }
 
+    /// Stops fanning out to an ended session (deferred, see [`Subscribers`]).
     pub fn unsubscribe(&mut self, session_id: u64) {
-        self.state.subscribers.retain(|s| s.id != session_id);
+        self.state.subscribers.remove_later(session_id);
     }
 
     /// Subscribes every live session of `user` (after they join the guild).
@@ -271,6 +351,48 @@ mod tests {
     use guildhall_domain::entity::{Guild, Member, Overwrite, Role, ThreadMember};
     use guildhall_model::id::{GuildId, Id};
     use proptest::prelude::*;
+
+    #[test]
+    fn ended_subscribers_leave_in_one_pass_and_the_presence_count_follows() {
+        let session = |id: u64, intents: Intents| {
+            let (h, rx, _) = SessionHandle::new(id, UserId::new(id), intents, None, 50, 8);
+            (h, rx)
+        };
+        let mut subs = Subscribers::default();
+        let mut receivers = Vec::new();
+        for id in 1..=200 {
+            let intents = if id % 50 == 0 { Intents::GUILD_PRESENCES } else { Intents::GUILDS };
+            let (h, rx) = session(id, intents);
+            subs.add(h);
+            receivers.push(rx);
+        }
+        assert_eq!((subs.len(), subs.presence_takers), (200, 4));
+        // Re-adding an id replaces its entry.
+        let (again, rx) = session(7, Intents::GUILDS);
+        subs.add(again);
+        receivers[6] = rx;
+        assert_eq!(subs.len(), 200);
+        // Ended sessions are noted, not removed one pass each ...
+        for id in [50, 100, 150, 3] {
+            subs.remove_later(id);
+        }
+        assert_eq!(subs.len(), 200);
+        assert!(subs.has_ended());
+        // ... until a compaction, which also drops sessions whose receiver is gone.
+        receivers.remove(9); // session 10
+        subs.compact();
+        assert!(!subs.has_ended());
+        let ids: Vec<u64> = subs.iter().map(|s| s.id).collect();
+        assert_eq!(ids.len(), 195);
+        assert!(![3, 10, 50, 100, 150].iter().any(|id| ids.contains(id)));
+        assert_eq!(subs.presence_takers, 1, "only session 200 still takes presences");
+        assert!(subs.any_takes_presences());
+        // Many ended at once: compacted without waiting for a fan-out.
+        for id in 11..=100 {
+            subs.remove_later(id);
+        }
+        assert!(subs.len() < 195 && subs.len() >= 195 - 90);
+    }
 
     const GUILD: u64 = 1000;
     const OWNER: u64 = 1;

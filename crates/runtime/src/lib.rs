@@ -272,9 +272,7 @@ impl GuildActor {
         }
         // Nothing to render when no subscriber takes presences (the event would
         // reach nobody): a mass disconnect of a big guild's bots is then cheap.
-        if !changed
-            || !self.state.subscribers.iter().any(|s| s.intents.contains(guildhall_model::Intents::GUILD_PRESENCES))
-        {
+        if !changed || !self.state.subscribers.any_takes_presences() {
             return;
         }
         let mut body = serde_json::to_value(&presence).unwrap_or_default();
