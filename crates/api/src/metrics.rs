@@ -159,7 +159,7 @@ impl Metrics {
         let st = rt.store.stats();
         let users = rt.directory.with_users(|u| u.len());
         let bots = rt.directory.with_users(|u| u.values().filter(|x| x.bot).count());
-        let rows: [(&str, &str, &str, u64); 9] = [
+        let rows: [(&str, &str, &str, u64); 11] = [
             (
                 "guildhall_store_history_reads_total",
                 "counter",
@@ -174,6 +174,18 @@ impl Metrics {
             ),
             ("guildhall_store_batches_total", "counter", "Write batches applied.", st.batches),
             ("guildhall_store_syncs_total", "counter", "fsyncs issued by group commit.", st.syncs),
+            (
+                "guildhall_store_memtable_bytes",
+                "gauge",
+                "Bytes in the storage engine's memtables (written, not yet flushed to tables).",
+                st.memtable_bytes,
+            ),
+            (
+                "guildhall_store_block_cache_bytes",
+                "gauge",
+                "Bytes of the storage engine's block cache in use.",
+                st.block_cache_bytes,
+            ),
             ("guildhall_guilds", "gauge", "Guilds on this node.", rt.guild_count() as u64),
             ("guildhall_users", "gauge", "Known users, bots included.", users as u64),
             ("guildhall_bot_users", "gauge", "Known bot users.", bots as u64),

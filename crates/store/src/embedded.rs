@@ -539,6 +539,8 @@ impl Store for EmbeddedStore {
             history_coalesced: i.history_coalesced.load(Ordering::Relaxed),
             batches: i.batches.load(Ordering::Relaxed),
             syncs: i.syncs.load(Ordering::Relaxed),
+            memtable_bytes: i.db.write_buffer_size(),
+            block_cache_bytes: i.db.cache_size(),
         }
     }
 }

@@ -125,6 +125,11 @@ pub struct StoreStats {
     pub batches: u64,
     /// fsyncs issued by group commit.
     pub syncs: u64,
+    /// Bytes held in the engine's write buffers (active and sealed memtables, not
+    /// yet flushed to tables); 0 for a backend without them.
+    pub memtable_bytes: u64,
+    /// Bytes of the engine's block cache in use (bounded by its configured size).
+    pub block_cache_bytes: u64,
 }
 
 pub trait Store: Send + Sync + 'static {

@@ -64,6 +64,9 @@ async fn metrics_count_requests_by_route_and_report_the_runtime() {
     assert!(value(&text, "guildhall_store_batches_total").unwrap() >= 2.0, "the account and the guild were written");
     assert!(value(&text, "guildhall_store_syncs_total").is_some());
     assert!(value(&text, "guildhall_store_history_reads_total").is_some());
+    // The account and guild writes sit in the memtables until a flush.
+    assert!(value(&text, "guildhall_store_memtable_bytes").unwrap() > 0.0, "{text}");
+    assert!(value(&text, "guildhall_store_block_cache_bytes").is_some());
 
     // Scraping is not itself an API request.
     let again = scrape(&s).await;
