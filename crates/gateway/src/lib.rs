@@ -102,7 +102,11 @@ pub struct GatewayConfig {
     pub close_timeout: Duration,
     /// `SO_SNDBUF` for gateway sockets; `None` keeps the kernel's autotuning. A small
     /// value bounds kernel memory per socket and makes a client that stopped reading
-    /// fill its queue (and be cut off) sooner.
+    /// fill its queue (and be cut off) sooner: with autotuning each of 1,000 stalled
+    /// clients took ~585 events (1.5 MiB of kernel memory) before its socket showed
+    /// full, with 64 KiB ~200 (140 KiB), and the other members' p99 rose half as much
+    /// (BENCHMARKS.md, stalled). The cost: at most ~128 KiB in flight per RTT, about
+    /// 1.3 MB/s to a client 100 ms away.
     pub send_buffer_size: Option<usize>,
 }
 
@@ -120,7 +124,7 @@ impl Default for GatewayConfig {
             max_message_size: 16 * 1024,
             max_batch: 256,
             close_timeout: Duration::from_secs(2),
-            send_buffer_size: None,
+            send_buffer_size: Some(64 * 1024),
         }
     }
 }

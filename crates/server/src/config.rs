@@ -31,7 +31,10 @@ pub struct Config {
     /// session) and how long a dropped session stays resumable, in seconds.
     pub gateway_queue_capacity: usize,
     pub gateway_resume_window_secs: u64,
-    /// `SO_SNDBUF` of gateway sockets in bytes; 0 keeps the kernel's autotuning.
+    /// `SO_SNDBUF` of gateway sockets in bytes (Linux doubles it); 0 keeps the
+    /// kernel's autotuning, which lets a client that stopped reading pin up to
+    /// `tcp_wmem`'s maximum (4 MiB by default) of kernel memory and makes the server
+    /// copy that much to it before it shows as stalled.
     pub gateway_send_buffer_bytes: usize,
     /// Gateway: `heartbeat_interval` sent in HELLO, and how long after a missed
     /// interval a silent session is closed with 4009, in ms.
@@ -81,7 +84,7 @@ impl Default for Config {
             ratelimit_global_per_second: 50,
             gateway_queue_capacity: 2048,
             gateway_resume_window_secs: 120,
-            gateway_send_buffer_bytes: 0,
+            gateway_send_buffer_bytes: 64 * 1024,
             gateway_heartbeat_interval_ms: guildhall_model::gateway::HEARTBEAT_INTERVAL_MS,
             gateway_heartbeat_grace_ms: 10_000,
             gateway_session_start_total: 1000,
