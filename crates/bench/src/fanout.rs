@@ -102,7 +102,7 @@ pub async fn run(a: FanoutArgs) -> Res<PathBuf> {
             let before = target.proc();
             let workers_cpu0 = workers.cpu_ns();
             let t_start = Instant::now();
-            let (sent, rest_lat) = send_messages(&rest, &sender, &channel, total, a.rate, a.pad).await?;
+            let (sent, rest_lat, _) = send_messages(&rest, &sender, &channel, total, a.rate, a.pad).await?;
             let send_wall = t_start.elapsed().as_secs_f64();
             tokio::time::sleep(Duration::from_millis(300)).await;
             let reports = workers.report(total).await?;
@@ -210,7 +210,7 @@ async fn send_messages(
     total: usize,
     rate: f64,
     pad: usize,
-) -> Res<(Vec<u64>, Histogram)> {
+) -> Res<(Vec<u64>, Histogram, Vec<u64>)> {
     send_messages_from(rest, token, channel, 0, total, rate, pad).await
 }
 
@@ -223,9 +223,10 @@ pub(crate) async fn send_messages_from(
     total: usize,
     rate: f64,
     pad: usize,
-) -> Res<(Vec<u64>, Histogram)> {
+) -> Res<(Vec<u64>, Histogram, Vec<u64>)> {
     let start = tokio::time::Instant::now();
     let mut sent = Vec::with_capacity(total);
+    let mut took = Vec::with_capacity(total);
     let mut lat = Histogram::new();
     let padding = "x".repeat(pad);
     let path = format!("/channels/{channel}/messages");
@@ -235,8 +236,10 @@ pub(crate) async fn send_messages_from(
         let t = Instant::now();
         let body = json!({ "content": format!("bench:{}:{at} {padding}", first + seq) });
         rest.ok(Method::POST, &path, Some(token), Some(&body)).await?;
-        lat.record_duration(t.elapsed());
+        let d = t.elapsed();
+        lat.record_duration(d);
+        took.push(d.as_nanos() as u64);
         sent.push(at);
     }
-    Ok((sent, lat))
+    Ok((sent, lat, took))
 }

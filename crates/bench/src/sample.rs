@@ -1,6 +1,7 @@
 //! A background sampler of the server process over time: VmRSS and open file
 //! descriptors from /proc/PID, plus the gateway gauges and counters from
-//! `/metrics` (sessions, connections, overflows, resumes, identifies). Each sample
+//! `/metrics` (sessions, connections, overflows, resumes, identifies, the storage
+//! engine's memtable and block cache bytes). Each sample
 //! carries the scenario's current phase label. Also a small SVG line chart.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +28,9 @@ pub struct Sample {
     /// System-wide kernel memory of TCP sockets (`/proc/net/sockstat` "TCP: ... mem"),
     /// KiB: socket buffers are not in any process's RSS.
     pub tcp_mem_kib: Option<u64>,
+    /// The storage engine's memtables + block cache in use (`/metrics`), KiB: memory
+    /// that fills with written and read data up to configured bounds.
+    pub store_kib: Option<u64>,
 }
 
 /// `/proc/net/sockstat`'s TCP `mem` (pages) in KiB.
@@ -48,6 +52,7 @@ impl Sample {
             "t_s": (self.t * 100.0).round() / 100.0, "phase": self.phase, "rss_kib": self.rss_kib, "fds": self.fds,
             "sessions_open": self.sessions_open, "connections": self.connections, "overflows": self.overflows,
             "resumes": self.resumes, "identifies": self.identifies, "tcp_mem_kib": self.tcp_mem_kib,
+            "store_kib": self.store_kib,
         })
     }
 }
@@ -90,6 +95,9 @@ pub async fn sample_now(pid: Option<u32>, rest: &Rest, t0: Instant, phase: &str)
         resumes: m("guildhall_gateway_resumes_total"),
         identifies: m("guildhall_gateway_identifies_total"),
         tcp_mem_kib: tcp_mem_kib(),
+        store_kib: m("guildhall_store_memtable_bytes")
+            .zip(m("guildhall_store_block_cache_bytes"))
+            .map(|(a, b)| (a + b) / 1024),
     }
 }
 

@@ -90,14 +90,44 @@ struct Phase {
     first_bad: Option<String>,
     rest_lat: Histogram,
     send_rate: f64,
+    /// Per second of sending (by send time): the slowest REST send → last reader
+    /// of the messages sent in it, ms. Shows when in the phase the tail happens.
+    timeline: Vec<f64>,
+    /// The same for the sender's REST call alone (a slow write shows in both).
+    rest_timeline: Vec<f64>,
 }
 
-fn merge_reports(reports: &[Value]) -> (Histogram, u64, u64, Option<String>) {
+/// Per second of sending, the worst send → last-reader latency (ms) of the
+/// messages sent in it; `last[q]` is the latest arrival of seq `q`, `sent[q]` its send time.
+fn timeline(sent: &[u64], last: &[u64]) -> Vec<f64> {
+    per_second(sent, sent.iter().zip(last).map(|(s, l)| (*l > 0).then(|| l.saturating_sub(*s))))
+}
+
+/// The largest of `took` (ns, `None` = not measured) per second of `sent`, in ms.
+fn per_second(sent: &[u64], took: impl Iterator<Item = Option<u64>>) -> Vec<f64> {
+    let Some(&t0) = sent.first() else { return Vec::new() };
+    let mut out: Vec<f64> = Vec::new();
+    for (s, d) in sent.iter().zip(took) {
+        let Some(d) = d else { continue };
+        let sec = (s.saturating_sub(t0) / 1_000_000_000) as usize;
+        if out.len() <= sec {
+            out.resize(sec + 1, 0.0);
+        }
+        out[sec] = out[sec].max(ms(d));
+    }
+    out
+}
+
+fn merge_reports(reports: &[Value], total: usize) -> (Histogram, u64, u64, Option<String>, Vec<u64>) {
     let mut all = Histogram::new();
+    let mut last = vec![0u64; total];
     let (mut deliveries, mut bad) = (0u64, 0u64);
     let mut first_bad = None;
     for v in reports {
         all.merge(&Histogram::from_wire(&v["hist"]));
+        for (q, x) in v["last"].as_array().into_iter().flatten().enumerate().take(total) {
+            last[q] = last[q].max(x.as_u64().unwrap_or(0));
+        }
         deliveries += v["deliveries"].as_u64().unwrap_or(0);
         bad +=
             v["missing"].as_u64().unwrap_or(0) + v["dups"].as_u64().unwrap_or(0) + v["reordered"].as_u64().unwrap_or(0);
@@ -105,7 +135,7 @@ fn merge_reports(reports: &[Value]) -> (Histogram, u64, u64, Option<String>) {
             first_bad = v["first_bad"].as_str().map(str::to_string);
         }
     }
-    (all, deliveries, bad, first_bad)
+    (all, deliveries, bad, first_bad, last)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -120,12 +150,14 @@ async fn phase(
     pad: usize,
 ) -> Res<Phase> {
     let t = Instant::now();
-    let (_, rest_lat) = send_messages_from(rest, sender, channel, first, total, rate, pad).await?;
+    let (sent, rest_lat, took) = send_messages_from(rest, sender, channel, first, total, rate, pad).await?;
     let send_rate = total as f64 / t.elapsed().as_secs_f64().max(1e-9);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let reports = readers.report_range(first, first + total).await?;
-    let (hist, deliveries, bad, first_bad) = merge_reports(&reports);
-    Ok(Phase { hist, deliveries, bad, first_bad, rest_lat, send_rate })
+    let (hist, deliveries, bad, first_bad, last) = merge_reports(&reports, total);
+    let timeline = timeline(&sent, &last);
+    let rest_timeline = per_second(&sent, took.iter().map(|t| Some(*t)));
+    Ok(Phase { hist, deliveries, bad, first_bad, rest_lat, send_rate, timeline, rest_timeline })
 }
 
 fn kib(s: &Option<Sample>) -> Option<u64> {
@@ -248,6 +280,12 @@ pub async fn run(a: StalledArgs) -> Res<PathBuf> {
         r.latency(&format!("{name}: REST send→reader"), &p.hist, None);
         r.row(format!("{name}: REST send→reader max"), "ms", Goal::None, ms(p.hist.max()));
         r.latency(&format!("{name}: REST call (sender)"), &p.rest_lat, None);
+        if let Some((sec, worst)) = p.timeline.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)) {
+            r.row(format!("{name}: second of sending with the slowest last reader"), "s", Goal::None, sec as f64);
+            r.row(format!("{name}: slowest last reader in that second"), "ms", Goal::None, *worst);
+        }
+        r.extra(&format!("{name}: slowest last reader per second of sending, ms"), json!(p.timeline));
+        r.extra(&format!("{name}: slowest REST send per second of sending, ms"), json!(p.rest_timeline));
     }
     let (a50, a99) = (ms(pa.hist.quantile(0.5)), ms(pa.hist.quantile(0.99)));
     let b99 = ms(pb.hist.quantile(0.99));
