@@ -363,6 +363,22 @@ pub async fn run(a: SoakArgs) -> Res<PathBuf> {
                 Goal::AtMost(10.0),
                 (of as f64 / ob.max(1) as f64 - 1.0) * 100.0,
             );
+            // A memtable flush shows as the store gauge falling by half or more
+            // between two samples. lsm-tree keeps the flushed memtable referenced by
+            // its previous version until the next version change (the next flush or
+            // compaction), so RSS does not fall with the gauge: read these rows
+            // with the ones before.
+            let flushes: Vec<u64> = samples
+                .windows(2)
+                .filter_map(|w| match (w[0].store_kib, w[1].store_kib) {
+                    (Some(a), Some(b)) if b * 2 <= a => Some(a),
+                    _ => None,
+                })
+                .collect();
+            r.row("memtable flushes seen (store gauge halved between samples)", "", Goal::None, flushes.len() as f64);
+            if let Some(last) = flushes.last() {
+                r.row("store buffers just before the last flush", "MiB", Goal::None, mib(*last));
+            }
         }
     }
     if let (Some(b), Some(f)) = (baseline.fds, final_s.fds) {
