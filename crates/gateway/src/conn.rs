@@ -106,6 +106,10 @@ pub(crate) async fn run(gw: Arc<Gateway>, mut stream: TcpStream, up: Upgrade, ho
     if let Some(size) = gw.config.send_buffer_size {
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
     }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(lowat) = gw.config.notsent_lowat {
+        let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(lowat);
+    }
     if handshake::accept(&mut stream, &up.key).await.is_err() {
         return;
     }

@@ -100,14 +100,18 @@ pub struct GatewayConfig {
     pub max_batch: usize,
     /// Time a client has to finish the WebSocket closing handshake.
     pub close_timeout: Duration,
-    /// `SO_SNDBUF` for gateway sockets; `None` keeps the kernel's autotuning. A small
-    /// value bounds kernel memory per socket and makes a client that stopped reading
-    /// fill its queue (and be cut off) sooner: with autotuning each of 1,000 stalled
-    /// clients took ~585 events (1.5 MiB of kernel memory) before its socket showed
-    /// full, with 64 KiB ~200 (140 KiB), and the other members' p99 rose half as much
-    /// (BENCHMARKS.md, stalled). The cost: at most ~128 KiB in flight per RTT, about
-    /// 1.3 MB/s to a client 100 ms away.
+    /// `SO_SNDBUF` for gateway sockets; `None` keeps the kernel's autotuning. A fixed
+    /// small buffer also bounds a stalled client's kernel memory, but it caps data
+    /// in flight too, and at 64 KiB one READY in 20 over loopback (64 KiB segments)
+    /// took 200 ms instead of 2-10 ms. `notsent_lowat` bounds only what is not yet
+    /// sent.
     pub send_buffer_size: Option<usize>,
+    /// `TCP_NOTSENT_LOWAT` (Linux): unsent bytes a socket may hold before it stops
+    /// taking writes. A client that stopped reading then holds about this much of
+    /// kernel memory and shows as stalled after as many bytes, instead of after
+    /// the up to 4 MiB an autotuned buffer grows to; a reading client's data in
+    /// flight is not limited (BENCHMARKS.md, stalled).
+    pub notsent_lowat: Option<u32>,
 }
 
 impl Default for GatewayConfig {
@@ -124,7 +128,8 @@ impl Default for GatewayConfig {
             max_message_size: 16 * 1024,
             max_batch: 256,
             close_timeout: Duration::from_secs(2),
-            send_buffer_size: Some(64 * 1024),
+            send_buffer_size: None,
+            notsent_lowat: Some(128 * 1024),
         }
     }
 }

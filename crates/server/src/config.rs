@@ -32,10 +32,15 @@ pub struct Config {
     pub gateway_queue_capacity: usize,
     pub gateway_resume_window_secs: u64,
     /// `SO_SNDBUF` of gateway sockets in bytes (Linux doubles it); 0 keeps the
-    /// kernel's autotuning, which lets a client that stopped reading pin up to
-    /// `tcp_wmem`'s maximum (4 MiB by default) of kernel memory and makes the server
-    /// copy that much to it before it shows as stalled.
+    /// kernel's autotuning.
     pub gateway_send_buffer_bytes: usize,
+    /// `TCP_NOTSENT_LOWAT` of gateway sockets (Linux): bytes written but not yet
+    /// sent that a socket may hold before it stops taking writes; 0 = no limit.
+    /// Without it an autotuned socket of a client that stopped reading takes up to
+    /// `tcp_wmem`'s maximum (4 MiB by default) before it shows as full; with it, a
+    /// stalled client holds about this much, while data in flight to a reading
+    /// client is not limited.
+    pub gateway_notsent_lowat_bytes: u32,
     /// Gateway: `heartbeat_interval` sent in HELLO, and how long after a missed
     /// interval a silent session is closed with 4009, in ms.
     pub gateway_heartbeat_interval_ms: u64,
@@ -84,7 +89,8 @@ impl Default for Config {
             ratelimit_global_per_second: 50,
             gateway_queue_capacity: 2048,
             gateway_resume_window_secs: 120,
-            gateway_send_buffer_bytes: 64 * 1024,
+            gateway_send_buffer_bytes: 0,
+            gateway_notsent_lowat_bytes: 128 * 1024,
             gateway_heartbeat_interval_ms: guildhall_model::gateway::HEARTBEAT_INTERVAL_MS,
             gateway_heartbeat_grace_ms: 10_000,
             gateway_session_start_total: 1000,
@@ -133,6 +139,7 @@ impl Config {
             queue_capacity: self.gateway_queue_capacity.max(1),
             resume_window: std::time::Duration::from_secs(self.gateway_resume_window_secs),
             send_buffer_size: (self.gateway_send_buffer_bytes > 0).then_some(self.gateway_send_buffer_bytes),
+            notsent_lowat: (self.gateway_notsent_lowat_bytes > 0).then_some(self.gateway_notsent_lowat_bytes),
             ..guildhall_gateway::GatewayConfig::default()
         }
     }
@@ -192,6 +199,9 @@ impl Config {
         }
         if let Some(v) = get("GUILDHALL_GATEWAY_SEND_BUFFER_BYTES") {
             self.gateway_send_buffer_bytes = parse("GUILDHALL_GATEWAY_SEND_BUFFER_BYTES", v)?;
+        }
+        if let Some(v) = get("GUILDHALL_GATEWAY_NOTSENT_LOWAT_BYTES") {
+            self.gateway_notsent_lowat_bytes = parse("GUILDHALL_GATEWAY_NOTSENT_LOWAT_BYTES", v)?;
         }
         if let Some(v) = get("GUILDHALL_GATEWAY_HEARTBEAT_INTERVAL_MS") {
             self.gateway_heartbeat_interval_ms = parse("GUILDHALL_GATEWAY_HEARTBEAT_INTERVAL_MS", v)?;
