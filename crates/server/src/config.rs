@@ -262,4 +262,15 @@ mod tests {
         assert!(cfg.apply_env(|k| (k == "GUILDHALL_WORKER_ID").then(|| "x".into())).is_err());
         assert!(toml::from_str::<Config>("nonsense = 1").is_err());
     }
+
+    #[test]
+    fn gateway_socket_limits_reach_the_gateway_config() {
+        let mut cfg = Config::default();
+        assert_eq!(cfg.gateway_config().notsent_lowat, Some(128 * 1024), "bounded by default");
+        assert_eq!(cfg.gateway_config().send_buffer_size, None, "autotuned by default");
+        cfg.apply_env(|k| (k == "GUILDHALL_GATEWAY_NOTSENT_LOWAT_BYTES").then(|| "0".into())).unwrap();
+        cfg.apply_env(|k| (k == "GUILDHALL_GATEWAY_SEND_BUFFER_BYTES").then(|| "65536".into())).unwrap();
+        assert_eq!(cfg.gateway_config().notsent_lowat, None, "0 turns it off");
+        assert_eq!(cfg.gateway_config().send_buffer_size, Some(65536));
+    }
 }
