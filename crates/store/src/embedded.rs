@@ -228,11 +228,17 @@ impl JournalSync {
 /// The group-commit loop: take every waiter gathered so far, fsync once, wake them.
 fn group_commit(inner: Arc<Inner>) {
     let mut journal = JournalSync::new(inner.dir.clone());
+    let mut versions = VersionGc::new();
     loop {
         let waiters = {
             let mut p = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
             while p.waiters.is_empty() && !p.shutdown {
-                p = inner.wake.wait(p).unwrap_or_else(|p| p.into_inner());
+                p = inner.wake.wait_timeout(p, VERSION_GC_EVERY).unwrap_or_else(|p| p.into_inner()).0;
+                if p.waiters.is_empty() && !p.shutdown {
+                    drop(p);
+                    versions.tick(&inner);
+                    p = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+                }
             }
             if p.waiters.is_empty() && p.shutdown {
                 break;
@@ -247,11 +253,105 @@ fn group_commit(inner: Arc<Inner>) {
         for w in waiters {
             let _ = w.send(result.as_ref().map(|_| ()).map_err(|e| StoreError::Engine(e.to_string())));
         }
+        // After the waiters are answered: a nudge takes fjall's journal lock.
+        versions.tick(&inner);
     }
     let _ = inner.db.persist(PersistMode::SyncAll);
 }
 
+/// How often the group-commit thread looks for superseded engine versions.
+const VERSION_GC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// At most one nudge per this long, should versions stay held for another reason.
+const VERSION_GC_SPACING: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Releases the storage engine's superseded versions after a memtable flush.
+///
+/// When lsm-tree (3.1) registers a flushed memtable's tables it appends a new
+/// version and garbage-collects old ones against the watermark it read when the
+/// flush *started*, so the version from before the flush survives, and with it
+/// the flushed memtable (64 MiB at most per keyspace), until the tree's next
+/// version change — in a write-heavy keyspace, the next flush, twenty minutes
+/// later in the soak. fjall collects every keyspace's old versions with a fresh
+/// watermark whenever any keyspace rotates its memtable. So once a flush has
+/// finished and a keyspace still holds a superseded version, this rotates the
+/// small `meta` keyspace (after writing one marker key, since an empty memtable
+/// is not rotated), which drops those versions: the only cost is a tiny table.
+/// Relies on fjall's `tree` / `rotate_memtable` (doc-hidden, hence the exact
+/// version pin in Cargo.toml).
+struct VersionGc {
+    last_check: std::time::Instant,
+    last_nudge: Option<std::time::Instant>,
+    /// Superseded versions still held right after the last nudge (held for some
+    /// other reason, e.g. an open snapshot): no new nudge until there are more.
+    floor: usize,
+    nudges: u64,
+}
+
+/// Key in the `meta` keyspace written before each rotation; its value is a count.
+const VERSION_GC_KEY: &[u8] = b"engine.version_gc";
+
+impl VersionGc {
+    fn new() -> VersionGc {
+        VersionGc { last_check: std::time::Instant::now(), last_nudge: None, floor: 0, nudges: 0 }
+    }
+
+    /// Checks at most every [`VERSION_GC_EVERY`].
+    fn tick(&mut self, inner: &Inner) {
+        let now = std::time::Instant::now();
+        if now.duration_since(self.last_check) < VERSION_GC_EVERY {
+            return;
+        }
+        self.last_check = now;
+        let held = inner.superseded_versions_after_flush();
+        if held <= self.floor {
+            self.floor = held;
+            return;
+        }
+        if self.last_nudge.is_some_and(|t| now.duration_since(t) < VERSION_GC_SPACING) {
+            return;
+        }
+        self.last_nudge = Some(now);
+        self.nudges += 1;
+        let meta = &inner.ks.meta;
+        // The rotation collects old versions before it returns.
+        match meta.insert(VERSION_GC_KEY, self.nudges.to_le_bytes()).and_then(|()| meta.rotate_memtable()) {
+            Ok(_) => self.floor = inner.superseded_versions_after_flush(),
+            Err(e) => tracing::warn!(error = %e, "could not release the storage engine's superseded versions"),
+        }
+    }
+}
+
 impl Inner {
+    /// Every keyspace but `meta`.
+    fn data_keyspaces(&self) -> [&Keyspace; 11] {
+        let k = &self.ks;
+        [
+            &k.users,
+            &k.applications,
+            &k.guilds,
+            &k.guild_role,
+            &k.guild_channel,
+            &k.guild_member,
+            &k.guild_ban,
+            &k.guild_invite,
+            &k.guild_thread_member,
+            &k.channel_message,
+            &k.channel_pin,
+        ]
+    }
+
+    /// Superseded versions the engine still holds, counted only in keyspaces with
+    /// no flush under way (a flush in progress legitimately holds one). `meta` is
+    /// left out: each nudge's own flush leaves it one, holding a memtable of one key.
+    fn superseded_versions_after_flush(&self) -> usize {
+        use fjall::AbstractTree;
+        self.data_keyspaces()
+            .iter()
+            .filter(|ks| ks.sealed_memtable_count() == 0)
+            .map(|ks| ks.tree.version_free_list_len())
+            .sum()
+    }
+
     fn write(
         &self,
         wb: &mut fjall::OwnedWriteBatch,
@@ -574,5 +674,28 @@ mod tests {
         std::fs::write(dir.path().join("7.jnl"), b"").unwrap();
         sync.follow_rotations();
         assert_eq!(sync.active.as_ref().map(|a| a.0), Some(7));
+    }
+
+    #[test]
+    fn a_flushed_memtable_is_released_once_its_flush_has_finished() {
+        use fjall::AbstractTree;
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), EmbeddedStoreConfig::default()).unwrap();
+        let messages = &store.inner.ks.channel_message;
+        for i in 0u64..2_000 {
+            messages.insert(k2(7, i), vec![b'x'; 500]).unwrap();
+        }
+        messages.rotate_memtable_and_wait().unwrap();
+        assert_eq!(messages.table_count(), 1, "the memtable was flushed into a table");
+        // The engine keeps the version from before the flush (and the flushed
+        // memtable in it) until its next version change; the group-commit thread
+        // notices within a second or two and makes one.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while messages.tree.version_free_list_len() > 0 {
+            assert!(std::time::Instant::now() < deadline, "the superseded version is still held");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(store.inner.superseded_versions_after_flush(), 0);
+        assert_eq!(messages.get(k2(7, 1_999)).unwrap().map(|v| v.len()), Some(500), "the data is in the table");
     }
 }
