@@ -95,6 +95,9 @@ struct Phase {
     timeline: Vec<f64>,
     /// The same for the sender's REST call alone (a slow write shows in both).
     rest_timeline: Vec<f64>,
+    /// Per message, in send order: REST send → last reader, ms (0 = never arrived).
+    /// Shows whether the tail is periodic in the message sequence.
+    per_message: Vec<f64>,
 }
 
 /// Per second of sending, the worst send → last-reader latency (ms) of the
@@ -156,8 +159,10 @@ async fn phase(
     let reports = readers.report_range(first, first + total).await?;
     let (hist, deliveries, bad, first_bad, last) = merge_reports(&reports, total);
     let timeline = timeline(&sent, &last);
+    let per_message =
+        sent.iter().zip(&last).map(|(s, l)| if *l > 0 { ms(l.saturating_sub(*s)) } else { 0.0 }).collect();
     let rest_timeline = per_second(&sent, took.iter().map(|t| Some(*t)));
-    Ok(Phase { hist, deliveries, bad, first_bad, rest_lat, send_rate, timeline, rest_timeline })
+    Ok(Phase { hist, deliveries, bad, first_bad, rest_lat, send_rate, timeline, rest_timeline, per_message })
 }
 
 fn kib(s: &Option<Sample>) -> Option<u64> {
@@ -286,6 +291,7 @@ pub async fn run(a: StalledArgs) -> Res<PathBuf> {
         }
         r.extra(&format!("{name}: slowest last reader per second of sending, ms"), json!(p.timeline));
         r.extra(&format!("{name}: slowest REST send per second of sending, ms"), json!(p.rest_timeline));
+        r.extra(&format!("{name}: REST send → last reader per message, ms"), json!(p.per_message));
     }
     let (a50, a99) = (ms(pa.hist.quantile(0.5)), ms(pa.hist.quantile(0.99)));
     let b99 = ms(pb.hist.quantile(0.99));
