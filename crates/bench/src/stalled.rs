@@ -419,7 +419,7 @@ pub async fn run(a: StalledArgs) -> Res<PathBuf> {
         ),
     );
     r.note(
-        "bound per stalled session (server defaults): its queue of ≤ 2,048 Outbound items (48 B each, 96 KiB full), \
+        "bound per stalled session (server defaults): its queue of ≤ 2,048 Outbound items (16 B each, 32 KiB full), \
          ≤ 256 frames taken into the pending batch write, a replay outbox of ≤ 1,024 entries / 1 MiB of bodies \
          (80 B per entry; its VecDeque grows to 2,048 slots = 160 KiB), event bodies shared with every other \
          recipient, and kernel socket buffers (not in RSS). A full queue ends the session (overflow); a write \

@@ -610,8 +610,8 @@ impl Conn {
         let mut control = None;
         for it in items {
             match it {
-                Outbound::Dispatch(name, body) => {
-                    let frame = self.session.dispatch_owned(name, body);
+                Outbound::Dispatch(d) => {
+                    let frame = self.session.dispatch_owned(d.name, d.body.clone());
                     msgs.push(out_dispatch(&mut self.encoder, frame));
                 }
                 other => control = Some(other),
@@ -704,8 +704,8 @@ async fn keep(
                 }
             }
             item = core.rx.recv() => match item {
-                Some(Outbound::Dispatch(name, body)) => {
-                    core.outbox.push(name, &body);
+                Some(Outbound::Dispatch(d)) => {
+                    core.outbox.push(d.name, &d.body);
                 }
                 Some(Outbound::CloseResumable) => {}
                 Some(Outbound::Invalidate) | None => {

@@ -132,6 +132,6 @@ fn answer(a: &mut GuildActor, session: &SessionHandle, req: &RequestGuildMembers
         bodies
     });
     for body in bodies {
-        session.push(Outbound::Dispatch("GUILD_MEMBERS_CHUNK", body));
+        session.push(Outbound::dispatch("GUILD_MEMBERS_CHUNK", body));
     }
 }

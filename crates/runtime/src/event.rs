@@ -2,20 +2,40 @@
 //! actor decides recipients; sessions only splice their sequence number around
 //! the shared bytes.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use guildhall_model::id::{ChannelId, GuildId, UserId};
 use guildhall_model::{Intents, Permissions};
 use serde::Serialize;
 
-/// What a session's outbound queue carries.
+/// What a session's outbound queue carries: 16 bytes, one reference count per
+/// queued dispatch. A client that stops reading holds up to `queue_capacity` of
+/// them until its queue overflows, so their size is most of its memory.
 #[derive(Clone, Debug)]
 pub enum Outbound {
-    /// A dispatch: event name and its `d` body, shared by every recipient.
-    Dispatch(&'static str, Bytes),
+    /// A dispatch, shared by every recipient of the event.
+    Dispatch(Arc<Dispatch>),
     /// Close the connection; the session stays resumable.
     CloseResumable,
     /// The session is invalidated (user deleted, token revoked): close and forget it.
     Invalidate,
+}
+
+const _: () = assert!(std::mem::size_of::<Outbound>() == 16);
+
+/// A dispatch's event name and `d` body.
+#[derive(Debug)]
+pub struct Dispatch {
+    pub name: &'static str,
+    pub body: Bytes,
+}
+
+impl Outbound {
+    /// One dispatch; clone the result for each recipient.
+    pub fn dispatch(name: &'static str, body: Bytes) -> Outbound {
+        Outbound::Dispatch(Arc::new(Dispatch { name, body }))
+    }
 }
 
 /// Who may receive an event.

@@ -162,17 +162,19 @@ impl Scope for GuildScope {
             self.subscribers.compact();
         }
         let mut gone = false;
+        let full = Outbound::dispatch(event.name, event.body.clone());
+        let redacted = event.redacted.as_ref().map(|r| (r, Outbound::dispatch(event.name, r.body.clone())));
         for s in self.subscribers.iter() {
             if !self.admits(s, event, &mut memo) {
                 continue;
             }
-            let body = match &event.redacted {
-                Some(r) if !s.intents.contains(Intents::MESSAGE_CONTENT) && !r.exempt.contains(&s.user_id) => {
-                    r.body.clone()
+            let item = match &redacted {
+                Some((r, item)) if !s.intents.contains(Intents::MESSAGE_CONTENT) && !r.exempt.contains(&s.user_id) => {
+                    item.clone()
                 }
-                _ => event.body.clone(),
+                _ => full.clone(),
             };
-            gone |= !s.push(Outbound::Dispatch(event.name, body));
+            gone |= !s.push(item);
         }
         if gone {
             self.subscribers.retain(|s| !s.is_closed());
@@ -245,7 +247,7 @@ impl GuildActor {
         }
         if session.intents.contains(Intents::GUILDS) && session.wants_guild(Some(self.state.guild.guild.id)) {
             let body = self.guild_create(&session);
-            session.push(Outbound::Dispatch("GUILD_CREATE", body));
+            session.push(Outbound::dispatch("GUILD_CREATE", body));
         }
         self.state.subscribers.add(session);
     }
@@ -269,10 +271,10 @@ impl GuildActor {
         if !self.state.guild.members.contains_key(&user) {
             self.state.presences.remove(&user);
         }
-        let body = to_bytes(&serde_json::json!({ "id": guild_id }));
+        let delete = Outbound::dispatch("GUILD_DELETE", to_bytes(&serde_json::json!({ "id": guild_id })));
         self.state.subscribers.retain(|s| {
             if s.user_id == user {
-                s.push(Outbound::Dispatch("GUILD_DELETE", body.clone()));
+                s.push(delete.clone());
                 false
             } else {
                 true

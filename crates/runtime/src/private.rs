@@ -36,10 +36,11 @@ impl Scope for PrivateScope {
         let Audience::Users { users, intent } = &event.audience else {
             return;
         };
+        let item = Outbound::dispatch(event.name, event.body.clone());
         for user in users {
             for s in shared.sessions.of_user(*user) {
                 if s.intents.contains(*intent) && s.wants_guild(None) {
-                    s.push(Outbound::Dispatch(event.name, event.body.clone()));
+                    s.push(item.clone());
                 }
             }
         }

@@ -318,12 +318,12 @@ mod tests {
     use bytes::Bytes;
 
     fn dispatch(n: u8) -> Outbound {
-        Outbound::Dispatch("X", Bytes::from(vec![n]))
+        Outbound::dispatch("X", Bytes::from(vec![n]))
     }
 
     fn body(item: &Outbound) -> u8 {
         match item {
-            Outbound::Dispatch(_, b) => b[0],
+            Outbound::Dispatch(d) => d.body[0],
             _ => 255,
         }
     }
@@ -363,9 +363,9 @@ mod tests {
     fn a_long_queue_spans_blocks_in_order_and_overflows_at_its_capacity() {
         let n = 3 * BLOCK + 7;
         let (handle, mut rx, shared) = SessionHandle::new(1, UserId::new(1), Intents(0), None, 50, n);
-        let seq = |i: usize| Outbound::Dispatch("X", Bytes::from(i.to_le_bytes().to_vec()));
+        let seq = |i: usize| Outbound::dispatch("X", Bytes::from(i.to_le_bytes().to_vec()));
         let num = |o: &Outbound| match o {
-            Outbound::Dispatch(_, b) => usize::from_le_bytes(b[..8].try_into().unwrap()),
+            Outbound::Dispatch(d) => usize::from_le_bytes(d.body[..8].try_into().unwrap()),
             _ => usize::MAX,
         };
         let (mut next_in, mut next_out) = (0, 0);

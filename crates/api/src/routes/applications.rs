@@ -407,9 +407,9 @@ async fn patch_bot(
     s.rt.store.apply(vec![Mutation::PutUser(bot.clone())]).await?;
     s.rt.directory.put_user(bot.clone());
     drop(_claim);
-    let me = to_bytes(&CurrentUserView::new(&bot));
+    let update = Outbound::dispatch("USER_UPDATE", to_bytes(&CurrentUserView::new(&bot)));
     for session in s.rt.sessions.of_user(bot.id) {
-        session.push(Outbound::Dispatch("USER_UPDATE", me.clone()));
+        session.push(update.clone());
     }
     let user = Arc::new(bot);
     for gid in s.rt.directory.guilds_of(user.id) {
