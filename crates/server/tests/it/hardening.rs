@@ -407,3 +407,17 @@ async fn a_body_sent_in_pieces_within_the_limits_is_accepted() {
     assert!(res.starts_with("HTTP/1.1 200"), "{res}");
     assert!(res.contains("in three pieces"), "{res}");
 }
+
+/// Over loopback a full TCP segment (64 KiB) is larger than the receive window of a
+/// client with default buffers, and the kernel does not split one to fit: it waited
+/// for the 200 ms window probe. The server announces (and sends) smaller ones.
+#[tokio::test]
+async fn loopback_clients_get_segments_smaller_than_their_receive_window() {
+    let s = TestServer::start().await;
+    let stream = TcpStream::connect(s.addr).await.unwrap();
+    // The client's MSS is the one the server announced in its SYN-ACK.
+    let mss = socket2::SockRef::from(&stream).tcp_mss().unwrap();
+    assert!(mss <= 16 * 1024, "server announced an MSS of {mss} bytes");
+    let window = socket2::SockRef::from(&stream).recv_buffer_size().unwrap() / 2;
+    assert!((mss as usize) < window, "MSS {mss} vs a default receive window of ~{window} bytes");
+}
