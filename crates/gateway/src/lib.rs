@@ -110,7 +110,10 @@ pub struct GatewayConfig {
     /// taking writes. A client that stopped reading then holds about this much of
     /// kernel memory and shows as stalled after as many bytes, instead of after
     /// the up to 4 MiB an autotuned buffer grows to; a reading client's data in
-    /// flight is not limited (BENCHMARKS.md, stalled).
+    /// flight is not limited. Until a stalled socket is full the server writes to
+    /// it like to any reader, so the smaller this is, the less a thousand clients
+    /// that stop at once cost the others: 32 KiB met the stalled bench's target
+    /// where 128 KiB did not (BENCHMARKS.md, stalled).
     pub notsent_lowat: Option<u32>,
 }
 
@@ -129,7 +132,7 @@ impl Default for GatewayConfig {
             max_batch: 256,
             close_timeout: Duration::from_secs(2),
             send_buffer_size: None,
-            notsent_lowat: Some(128 * 1024),
+            notsent_lowat: Some(32 * 1024),
         }
     }
 }

@@ -90,7 +90,7 @@ impl Default for Config {
             gateway_queue_capacity: 2048,
             gateway_resume_window_secs: 120,
             gateway_send_buffer_bytes: 0,
-            gateway_notsent_lowat_bytes: 128 * 1024,
+            gateway_notsent_lowat_bytes: 32 * 1024,
             gateway_heartbeat_interval_ms: guildhall_model::gateway::HEARTBEAT_INTERVAL_MS,
             gateway_heartbeat_grace_ms: 10_000,
             gateway_session_start_total: 1000,
@@ -266,7 +266,7 @@ mod tests {
     #[test]
     fn gateway_socket_limits_reach_the_gateway_config() {
         let mut cfg = Config::default();
-        assert_eq!(cfg.gateway_config().notsent_lowat, Some(128 * 1024), "bounded by default");
+        assert_eq!(cfg.gateway_config().notsent_lowat, Some(32 * 1024), "bounded by default");
         assert_eq!(cfg.gateway_config().send_buffer_size, None, "autotuned by default");
         cfg.apply_env(|k| (k == "GUILDHALL_GATEWAY_NOTSENT_LOWAT_BYTES").then(|| "0".into())).unwrap();
         cfg.apply_env(|k| (k == "GUILDHALL_GATEWAY_SEND_BUFFER_BYTES").then(|| "65536".into())).unwrap();
