@@ -100,12 +100,6 @@ struct Phase {
     per_message: Vec<f64>,
 }
 
-/// Per second of sending, the worst send → last-reader latency (ms) of the
-/// messages sent in it; `last[q]` is the latest arrival of seq `q`, `sent[q]` its send time.
-fn timeline(sent: &[u64], last: &[u64]) -> Vec<f64> {
-    per_second(sent, sent.iter().zip(last).map(|(s, l)| (*l > 0).then(|| l.saturating_sub(*s))))
-}
-
 /// The largest of `took` (ns, `None` = not measured) per second of `sent`, in ms.
 fn per_second(sent: &[u64], took: impl Iterator<Item = Option<u64>>) -> Vec<f64> {
     let Some(&t0) = sent.first() else { return Vec::new() };
@@ -158,9 +152,11 @@ async fn phase(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let reports = readers.report_range(first, first + total).await?;
     let (hist, deliveries, bad, first_bad, last) = merge_reports(&reports, total);
-    let timeline = timeline(&sent, &last);
-    let per_message =
-        sent.iter().zip(&last).map(|(s, l)| if *l > 0 { ms(l.saturating_sub(*s)) } else { 0.0 }).collect();
+    // Send → last reader per message (`None`: never arrived); `last[q]` is the latest
+    // arrival of seq `q`, `sent[q]` its send time.
+    let lat: Vec<Option<u64>> = sent.iter().zip(&last).map(|(s, l)| (*l > 0).then(|| l.saturating_sub(*s))).collect();
+    let timeline = per_second(&sent, lat.iter().copied());
+    let per_message = lat.iter().map(|d| d.map_or(0.0, ms)).collect();
     let rest_timeline = per_second(&sent, took.iter().map(|t| Some(*t)));
     Ok(Phase { hist, deliveries, bad, first_bad, rest_lat, send_rate, timeline, rest_timeline, per_message })
 }
@@ -421,7 +417,7 @@ pub async fn run(a: StalledArgs) -> Res<PathBuf> {
     r.note(
         "bound per stalled session (server defaults): its queue of ≤ 2,048 Outbound items (16 B each, 32 KiB full), \
          ≤ 256 frames taken into the pending batch write, a replay outbox of ≤ 1,024 entries / 1 MiB of bodies \
-         (80 B per entry; its VecDeque grows to 2,048 slots = 160 KiB), event bodies shared with every other \
+         (80 B per entry, a full ring 80 KiB), event bodies shared with every other \
          recipient, and kernel socket buffers (not in RSS). A full queue ends the session (overflow); a write \
          blocked for write_timeout (15 s) drops the connection first and keeps the session resumable for the \
          resume window (120 s), its events going to the replay outbox",
