@@ -1,5 +1,6 @@
 //! Crash safety: every message acknowledged with 200 survives SIGKILL of the
 //! server process, exactly once and in order; nothing half-written appears.
+//! Also what the `guildhall` binary sets on its own process.
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
@@ -145,4 +146,21 @@ async fn acknowledged_messages_survive_sigkill() {
     }
     p.child.kill().unwrap();
     p.child.wait().unwrap();
+}
+
+/// The binary turns transparent huge pages off for itself (main.rs): with them,
+/// khugepaged turned freed allocator memory back into resident huge pages.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_process_runs_without_transparent_huge_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = spawn(dir.path()).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).unwrap();
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+    let thp = status.lines().find_map(|l| l.strip_prefix("THP_enabled:")).map(str::trim);
+    // The line exists since Linux 5.0; this test process itself still has THP on.
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert!(own.contains("THP_enabled:\t1"), "the test process should have THP allowed: {own}");
+    assert_eq!(thp, Some("0"), "{status}");
 }
