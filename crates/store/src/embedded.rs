@@ -225,6 +225,15 @@ impl JournalSync {
     }
 }
 
+/// What `Inner::write` records about a batch while writing it.
+#[derive(Default)]
+struct BatchNotes {
+    /// Channels whose history changed (their cached latest page is stale).
+    touched: Vec<ChannelId>,
+    /// Pin keys written by this batch (not visible to reads until it commits).
+    pinned: Vec<[u8; 16]>,
+}
+
 /// The group-commit loop: take every waiter gathered so far, fsync once, wake them.
 fn group_commit(inner: Arc<Inner>) {
     let mut journal = JournalSync::new(inner.dir.clone());
@@ -352,12 +361,7 @@ impl Inner {
             .sum()
     }
 
-    fn write(
-        &self,
-        wb: &mut fjall::OwnedWriteBatch,
-        m: Mutation,
-        touched: &mut Vec<ChannelId>,
-    ) -> Result<(), StoreError> {
+    fn write(&self, wb: &mut fjall::OwnedWriteBatch, m: Mutation, notes: &mut BatchNotes) -> Result<(), StoreError> {
         let ks = &self.ks;
         match m {
             Mutation::PutUser(u) => wb.insert(&ks.users, k1(u.id.get()), enc(&u)),
@@ -374,7 +378,7 @@ impl Inner {
                 for kv in ks.guild_channel.prefix(k1(g)) {
                     let key = kv.key().map_err(engine)?;
                     let channel: ChannelId = Id::new(tail_u64(&key, 8));
-                    self.remove_channel_contents(wb, channel, touched)?;
+                    self.remove_channel_contents(wb, channel, notes)?;
                     wb.remove(&ks.guild_channel, key);
                 }
             }
@@ -386,7 +390,7 @@ impl Inner {
             }
             Mutation::DeleteChannel(g, c) => {
                 wb.remove(&ks.guild_channel, k2(g.map_or(0, |g| g.get()), c.get()));
-                self.remove_channel_contents(wb, c, touched)?;
+                self.remove_channel_contents(wb, c, notes)?;
             }
             Mutation::PutMember(g, m) => wb.insert(&ks.guild_member, k2(g.get(), m.user_id.get()), enc(&m)),
             Mutation::DeleteMember(g, u) => wb.remove(&ks.guild_member, k2(g.get(), u.get())),
@@ -406,17 +410,29 @@ impl Inner {
             Mutation::PutMessage(msg) => {
                 let key = k2(msg.channel_id.get(), msg.id.get());
                 match msg.pinned_at {
-                    Some(at) if msg.pinned => wb.insert(&ks.channel_pin, key, at.as_ms().to_be_bytes()),
-                    _ => wb.remove(&ks.channel_pin, key),
+                    Some(at) if msg.pinned => {
+                        wb.insert(&ks.channel_pin, key, at.as_ms().to_be_bytes());
+                        notes.pinned.push(key);
+                    }
+                    // Only a pin that exists gets a tombstone: most writes are new
+                    // messages, and a tombstone for each would grow the pin
+                    // keyspace's memtable by an entry per message sent. `apply`
+                    // holds the write lock, so what the read sees is every earlier
+                    // batch; a pin made earlier in this batch is in `notes`.
+                    _ => {
+                        if notes.pinned.contains(&key) || ks.channel_pin.contains_key(key).map_err(engine)? {
+                            wb.remove(&ks.channel_pin, key);
+                        }
+                    }
                 }
-                touched.push(msg.channel_id);
+                notes.touched.push(msg.channel_id);
                 wb.insert(&ks.channel_message, key, enc(&msg));
             }
             Mutation::DeleteMessage(c, id) => {
                 let key = k2(c.get(), id.get());
                 wb.remove(&ks.channel_message, key);
                 wb.remove(&ks.channel_pin, key);
-                touched.push(c);
+                notes.touched.push(c);
             }
             Mutation::PutMeta(k, v) => wb.insert(&ks.meta, k.as_bytes(), v),
         }
@@ -439,11 +455,11 @@ impl Inner {
         &self,
         wb: &mut fjall::OwnedWriteBatch,
         c: ChannelId,
-        touched: &mut Vec<ChannelId>,
+        notes: &mut BatchNotes,
     ) -> Result<(), StoreError> {
         self.remove_prefix(wb, &self.ks.channel_message, &k1(c.get()))?;
         self.remove_prefix(wb, &self.ks.channel_pin, &k1(c.get()))?;
-        touched.push(c);
+        notes.touched.push(c);
         Ok(())
     }
 
@@ -505,9 +521,9 @@ impl Store for EmbeddedStore {
             return Durable::ready(Err(StoreError::Overloaded));
         }
         let mut wb = inner.db.batch();
-        let mut touched = Vec::new();
+        let mut notes = BatchNotes::default();
         for m in batch {
-            if let Err(e) = inner.write(&mut wb, m, &mut touched) {
+            if let Err(e) = inner.write(&mut wb, m, &mut notes) {
                 return Durable::ready(Err(e));
             }
         }
@@ -515,9 +531,9 @@ impl Store for EmbeddedStore {
             return Durable::ready(Err(engine(e)));
         }
         inner.batches.fetch_add(1, Ordering::Relaxed);
-        if !touched.is_empty() {
+        if !notes.touched.is_empty() {
             let mut versions = inner.versions.lock().unwrap_or_else(|p| p.into_inner());
-            for c in touched {
+            for c in notes.touched {
                 *versions.entry(c).or_insert(0) += 1;
             }
         }
@@ -674,6 +690,40 @@ mod tests {
         std::fs::write(dir.path().join("7.jnl"), b"").unwrap();
         sync.follow_rotations();
         assert_eq!(sync.active.as_ref().map(|a| a.0), Some(7));
+    }
+
+    #[tokio::test]
+    async fn new_messages_leave_the_pin_keyspace_untouched() {
+        use fjall::AbstractTree;
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), EmbeddedStoreConfig::default()).unwrap();
+        for i in 1..=100u64 {
+            let m = Message {
+                id: Id::new(i << 22),
+                channel_id: Id::new(9),
+                guild_id: Some(Id::new(1)),
+                author_id: Id::new(7),
+                content: format!("m{i}"),
+                edited_timestamp: None,
+                tts: false,
+                mention_everyone: false,
+                mentions: vec![],
+                mention_roles: vec![],
+                attachments: vec![],
+                embeds: vec![],
+                reactions: vec![],
+                pinned: false,
+                pinned_at: None,
+                kind: 0,
+                flags: 0,
+                message_reference: None,
+                thread_id: None,
+                application_id: None,
+            };
+            store.apply(vec![Mutation::PutMessage(m)]).await.unwrap();
+        }
+        assert_eq!(store.inner.ks.channel_message.tree.approximate_len(), 100);
+        assert_eq!(store.inner.ks.channel_pin.tree.approximate_len(), 0, "no tombstone per new message");
     }
 
     #[test]

@@ -131,8 +131,24 @@ async fn pins_newest_first(store: &dyn Store) {
     assert_eq!(contents(&store.pinned_messages(Id::new(30)).unwrap()), ["first", "second"]);
     a.pinned = false;
     a.pinned_at = None;
-    store.apply(vec![Mutation::PutMessage(a)]).await.unwrap();
+    store.apply(vec![Mutation::PutMessage(a.clone())]).await.unwrap();
     assert_eq!(contents(&store.pinned_messages(Id::new(30)).unwrap()), ["second"]);
+    // Pinned and unpinned again within one batch: the last write wins.
+    let mut pinned = a.clone();
+    pinned.pinned = true;
+    pinned.pinned_at = Some(Timestamp(200));
+    store.apply(vec![Mutation::PutMessage(pinned), Mutation::PutMessage(a)]).await.unwrap();
+    assert_eq!(contents(&store.pinned_messages(Id::new(30)).unwrap()), ["second"]);
+    // An edit that keeps the pin keeps it; the next one that drops it removes it.
+    let mut edited = message(30, 2, "second, edited");
+    edited.pinned = true;
+    edited.pinned_at = Some(Timestamp(50));
+    store.apply(vec![Mutation::PutMessage(edited.clone())]).await.unwrap();
+    assert_eq!(contents(&store.pinned_messages(Id::new(30)).unwrap()), ["second, edited"]);
+    edited.pinned = false;
+    edited.pinned_at = None;
+    store.apply(vec![Mutation::PutMessage(edited)]).await.unwrap();
+    assert!(store.pinned_messages(Id::new(30)).unwrap().is_empty());
 }
 
 async fn many_concurrent_writers_share_fsyncs(store: Arc<dyn Store>) {
