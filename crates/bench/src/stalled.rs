@@ -417,7 +417,7 @@ pub async fn run(a: StalledArgs) -> Res<PathBuf> {
     r.note(
         "bound per stalled session (server defaults): its queue of ≤ 2,048 Outbound items (16 B each, 32 KiB full), \
          ≤ 256 frames taken into the pending batch write, a replay outbox of ≤ 1,024 entries / 1 MiB of bodies \
-         (80 B per entry, a full ring 80 KiB), event bodies shared with every other \
+         (48 B per entry, a full ring 48 KiB), event bodies shared with every other \
          recipient, and kernel socket buffers (not in RSS). A full queue ends the session (overflow); a write \
          blocked for write_timeout (15 s) drops the connection first and keeps the session resumable for the \
          resume window (120 s), its events going to the replay outbox",

@@ -3,9 +3,10 @@
 //! shell keeps the [`Outbox`] (see [`crate::Session::into_outbox`]), keeps pushing events
 //! into it while the client is away, and hands it to the new connection's session on RESUME.
 //!
-//! Entries hold a refcounted clone of the shared event body and an inline event name, never
-//! a copy of the body and never the built frame, so the buffer's own memory is about 80 bytes
-//! per entry. It is bounded by entry count and by the body bytes it keeps alive.
+//! Entries hold a refcounted clone of the shared event body and the event name (a static
+//! string: names come from server code), never a copy of the body and never the built frame,
+//! so the buffer's own memory is 48 bytes per entry (48 KiB for a busy session's 1,024). It is
+//! bounded by entry count and by the body bytes it keeps alive.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -65,14 +66,16 @@ fn valid_name(name: &str) -> EventName {
     EventName::new(name).unwrap_or_else(|| panic!("invalid dispatch event name {name:?}"))
 }
 
+/// Validated by [`valid_name`] when pushed. A static `&str` rather than the inline
+/// [`EventName`] (48 bytes): the entry is 48 bytes instead of 80.
 struct Entry {
-    name: EventName,
+    name: &'static str,
     body: Bytes,
 }
 
 impl Entry {
     fn cost(&self) -> usize {
-        self.body.len() + self.name.as_str().len()
+        self.body.len() + self.name.len()
     }
 }
 
@@ -121,15 +124,16 @@ impl Outbox {
     ///
     /// # Panics
     /// If `name` is not a valid [`EventName`]: names come from server code, never from input.
-    pub fn push(&mut self, name: &str, body: &Bytes) -> u64 {
-        self.push_named(valid_name(name), body.clone())
+    pub fn push(&mut self, name: &'static str, body: &Bytes) -> u64 {
+        valid_name(name);
+        self.push_named(name, body.clone())
     }
 
     /// Assigns the next sequence number, records the event, and returns its frame.
     ///
     /// # Panics
     /// As [`Outbox::push`].
-    pub fn dispatch(&mut self, name: &str, body: &Bytes) -> DispatchFrame {
+    pub fn dispatch(&mut self, name: &'static str, body: &Bytes) -> DispatchFrame {
         self.dispatch_owned(name, body.clone())
     }
 
@@ -139,13 +143,14 @@ impl Outbox {
     ///
     /// # Panics
     /// As [`Outbox::push`].
-    pub fn dispatch_owned(&mut self, name: &str, body: Bytes) -> DispatchFrame {
-        let name = valid_name(name);
+    pub fn dispatch_owned(&mut self, name: &'static str, body: Bytes) -> DispatchFrame {
+        let event = valid_name(name);
         let seq = self.push_named(name, body.clone());
-        DispatchFrame::new(seq, &name, body)
+        DispatchFrame::new(seq, &event, body)
     }
 
-    fn push_named(&mut self, name: EventName, body: Bytes) -> u64 {
+    /// `name` has been validated.
+    fn push_named(&mut self, name: &'static str, body: Bytes) -> u64 {
         self.seq += 1;
         let entry = Entry { name, body };
         // Make room first: pushing into a full ring and trimming after would double
@@ -251,7 +256,7 @@ impl Iterator for Replay<'_> {
 
     fn next(&mut self) -> Option<DispatchFrame> {
         let entry = self.entries.next()?;
-        let frame = DispatchFrame::new(self.next_seq, &entry.name, entry.body.clone());
+        let frame = DispatchFrame::new(self.next_seq, &valid_name(entry.name), entry.body.clone());
         self.next_seq += 1;
         Some(frame)
     }
@@ -374,6 +379,12 @@ mod tests {
         // the 200 rings grow (1/16 of them on average; all 200 with plain doubling).
         let worst = grew_at.values().max().copied().unwrap_or(0);
         assert!(worst <= 40, "{worst} rings grew at the same event: {grew_at:?}");
+    }
+
+    #[test]
+    fn an_entry_is_a_body_handle_and_a_name_pointer() {
+        // 1,024 of them per busy session (and per session kept for RESUME).
+        assert_eq!(std::mem::size_of::<Entry>(), 48);
     }
 
     #[test]

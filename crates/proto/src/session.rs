@@ -308,18 +308,18 @@ impl Session {
     /// # Panics
     /// Before [`Session::identified`] / [`Session::resume`], or if `name` is not an
     /// upper-case event name: both are shell bugs.
-    pub fn dispatch(&mut self, name: &str, body: &Bytes) -> DispatchFrame {
+    pub fn dispatch(&mut self, name: &'static str, body: &Bytes) -> DispatchFrame {
         self.outbox_mut().dispatch(name, body)
     }
 
     /// [`Session::dispatch`] taking the caller's reference to the body
     /// ([`Outbox::dispatch_owned`]).
-    pub fn dispatch_owned(&mut self, name: &str, body: Bytes) -> DispatchFrame {
+    pub fn dispatch_owned(&mut self, name: &'static str, body: Bytes) -> DispatchFrame {
         self.outbox_mut().dispatch_owned(name, body)
     }
 
     /// [`Session::dispatch`] as one contiguous buffer.
-    pub fn dispatch_frame(&mut self, name: &str, body: &Bytes) -> Bytes {
+    pub fn dispatch_frame(&mut self, name: &'static str, body: &Bytes) -> Bytes {
         self.dispatch(name, body).to_bytes()
     }
 
