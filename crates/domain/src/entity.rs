@@ -367,6 +367,39 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message of `content` and nothing else: type 0, no mentions, attachments,
+    /// embeds, reactions, reference or flags, not pinned, never edited.
+    pub fn plain(
+        id: MessageId,
+        channel_id: ChannelId,
+        guild_id: Option<GuildId>,
+        author_id: UserId,
+        content: String,
+    ) -> Message {
+        Message {
+            id,
+            channel_id,
+            guild_id,
+            author_id,
+            content,
+            edited_timestamp: None,
+            tts: false,
+            mention_everyone: false,
+            mentions: Vec::new(),
+            mention_roles: Vec::new(),
+            attachments: Vec::new(),
+            embeds: Vec::new(),
+            reactions: Vec::new(),
+            pinned: false,
+            pinned_at: None,
+            kind: 0,
+            flags: 0,
+            message_reference: None,
+            thread_id: None,
+            application_id: None,
+        }
+    }
+
     pub fn timestamp(&self) -> Timestamp {
         Timestamp(self.id.timestamp_ms())
     }

@@ -25,28 +25,7 @@ fn pct(sorted: &[Duration], q: f64) -> f64 {
 }
 
 fn message(id: u64, channel: u64, size: usize) -> Message {
-    Message {
-        id: Id::new(id),
-        channel_id: Id::new(channel),
-        guild_id: Some(Id::new(channel)),
-        author_id: Id::new(42),
-        content: "m".repeat(size),
-        edited_timestamp: None,
-        tts: false,
-        mention_everyone: false,
-        mentions: Vec::new(),
-        mention_roles: Vec::new(),
-        attachments: Vec::new(),
-        embeds: Vec::new(),
-        reactions: Vec::new(),
-        pinned: false,
-        pinned_at: None,
-        kind: 0,
-        flags: 0,
-        message_reference: None,
-        thread_id: None,
-        application_id: None,
-    }
+    Message::plain(Id::new(id), Id::new(channel), Some(Id::new(channel)), Id::new(42), "m".repeat(size))
 }
 
 fn main() {

@@ -698,28 +698,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path(), EmbeddedStoreConfig::default()).unwrap();
         for i in 1..=100u64 {
-            let m = Message {
-                id: Id::new(i << 22),
-                channel_id: Id::new(9),
-                guild_id: Some(Id::new(1)),
-                author_id: Id::new(7),
-                content: format!("m{i}"),
-                edited_timestamp: None,
-                tts: false,
-                mention_everyone: false,
-                mentions: vec![],
-                mention_roles: vec![],
-                attachments: vec![],
-                embeds: vec![],
-                reactions: vec![],
-                pinned: false,
-                pinned_at: None,
-                kind: 0,
-                flags: 0,
-                message_reference: None,
-                thread_id: None,
-                application_id: None,
-            };
+            let m = Message::plain(Id::new(i << 22), Id::new(9), Some(Id::new(1)), Id::new(7), format!("m{i}"));
             store.apply(vec![Mutation::PutMessage(m)]).await.unwrap();
         }
         assert_eq!(store.inner.ks.channel_message.tree.approximate_len(), 100);

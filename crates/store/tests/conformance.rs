@@ -10,28 +10,7 @@ use guildhall_model::id::{ChannelId, GuildId, Id, MessageId, UserId};
 use guildhall_store::{EmbeddedStore, EmbeddedStoreConfig, HistoryQuery, Mutation, Store};
 
 fn message(channel: u64, id: u64, content: &str) -> Message {
-    Message {
-        id: Id::new(id << 22),
-        channel_id: Id::new(channel),
-        guild_id: Some(Id::new(1)),
-        author_id: Id::new(7),
-        content: content.into(),
-        edited_timestamp: None,
-        tts: false,
-        mention_everyone: false,
-        mentions: vec![],
-        mention_roles: vec![],
-        attachments: vec![],
-        embeds: vec![],
-        reactions: vec![],
-        pinned: false,
-        pinned_at: None,
-        kind: 0,
-        flags: 0,
-        message_reference: None,
-        thread_id: None,
-        application_id: None,
-    }
+    Message::plain(Id::new(id << 22), Id::new(channel), Some(Id::new(1)), Id::new(7), content.into())
 }
 
 fn guild(id: u64) -> Guild {

@@ -209,28 +209,7 @@ pub fn system_message(
     content: String,
     reference: MessageReference,
 ) -> Message {
-    Message {
-        id,
-        channel_id: channel,
-        guild_id: guild,
-        author_id: author,
-        content,
-        edited_timestamp: None,
-        tts: false,
-        mention_everyone: false,
-        mentions: Vec::new(),
-        mention_roles: Vec::new(),
-        attachments: Vec::new(),
-        embeds: Vec::new(),
-        reactions: Vec::new(),
-        pinned: false,
-        pinned_at: None,
-        kind,
-        flags: 0,
-        message_reference: Some(reference),
-        thread_id: None,
-        application_id: None,
-    }
+    Message { kind, message_reference: Some(reference), ..Message::plain(id, channel, guild, author, content) }
 }
 
 /// A user as others see it, or `None` for an unknown id.
