@@ -48,16 +48,20 @@ pub struct EventName {
 impl EventName {
     /// Accepts 1..=47 bytes of `A-Z`, `0-9` and `_`: such a name needs no JSON escaping.
     pub fn new(name: &str) -> Option<EventName> {
-        let valid = !name.is_empty()
-            && name.len() <= MAX_EVENT_NAME
-            && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-        if !valid {
+        if !EventName::is_valid(name) {
             return None;
         }
         let mut bytes = [0u8; MAX_EVENT_NAME];
         bytes[..name.len()].copy_from_slice(name.as_bytes());
         // The length was checked against MAX_EVENT_NAME (< 256) above.
         Some(EventName { len: name.len() as u8, bytes })
+    }
+
+    /// What [`EventName::new`] accepts, checked without building one.
+    pub fn is_valid(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= MAX_EVENT_NAME
+            && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
     }
 
     pub fn as_str(&self) -> &str {

@@ -125,7 +125,7 @@ impl Outbox {
     /// # Panics
     /// If `name` is not a valid [`EventName`]: names come from server code, never from input.
     pub fn push(&mut self, name: &'static str, body: &Bytes) -> u64 {
-        valid_name(name);
+        assert!(EventName::is_valid(name), "invalid dispatch event name {name:?}");
         self.push_named(name, body.clone())
     }
 
