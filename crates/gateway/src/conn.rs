@@ -611,7 +611,7 @@ impl Conn {
         for it in items {
             match it {
                 Outbound::Dispatch(d) => {
-                    let frame = self.session.dispatch_owned(d.name, d.body.clone());
+                    let frame = self.session.dispatch_shared(d);
                     msgs.push(out_dispatch(&mut self.encoder, frame));
                 }
                 other => control = Some(other),
@@ -705,7 +705,7 @@ async fn keep(
             }
             item = core.rx.recv() => match item {
                 Some(Outbound::Dispatch(d)) => {
-                    core.outbox.push(d.name, &d.body);
+                    core.outbox.push_shared(d);
                 }
                 Some(Outbound::CloseResumable) => {}
                 Some(Outbound::Invalidate) | None => {

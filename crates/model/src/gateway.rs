@@ -1,4 +1,17 @@
-//! Gateway opcodes and close codes, with the meaning each code carries.
+//! Gateway opcodes and close codes, with the meaning each code carries, and the dispatch
+//! every recipient of an event shares.
+
+use bytes::Bytes;
+
+/// One gateway event: its name (`MESSAGE_CREATE`) and its `d`, serialized once. Shared in an
+/// `Arc` by every recipient: the runtime queues the same `Arc` to each session, and a session's
+/// replay buffer keeps that `Arc` (8 bytes) rather than a copy of the name and a body handle.
+#[derive(Debug)]
+pub struct Dispatch {
+    /// An upper-case event name from server code (checked where a session numbers it).
+    pub name: &'static str,
+    pub body: Bytes,
+}
 
 /// Main gateway opcodes (v10).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,15 +3,19 @@
 //! shell keeps the [`Outbox`] (see [`crate::Session::into_outbox`]), keeps pushing events
 //! into it while the client is away, and hands it to the new connection's session on RESUME.
 //!
-//! Entries hold a refcounted clone of the shared event body and the event name (a static
-//! string: names come from server code), never a copy of the body and never the built frame,
-//! so the buffer's own memory is 48 bytes per entry (48 KiB for a busy session's 1,024). It is
-//! bounded by entry count and by the body bytes it keeps alive.
+//! Entries are the [`Dispatch`] the runtime shares among an event's recipients, kept by its
+//! `Arc`: never a copy of the body and never the built frame, so the buffer's own memory is 8
+//! bytes per entry (8 KiB for a busy session's 1,024, a block the allocator keeps in its
+//! small-object pages) and a delivery moves the `Arc` in without touching a reference count.
+//! It is bounded by entry count and by the body bytes it keeps alive. Dispatches the client
+//! has acknowledged with a heartbeat's `d` are dropped ([`Outbox::forget_through`]).
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use guildhall_model::gateway::Dispatch;
 
 use crate::frame::{DispatchFrame, EventName};
 
@@ -66,17 +70,12 @@ fn valid_name(name: &str) -> EventName {
     EventName::new(name).unwrap_or_else(|| panic!("invalid dispatch event name {name:?}"))
 }
 
-/// Validated by [`valid_name`] when pushed. A static `&str` rather than the inline
-/// [`EventName`] (48 bytes): the entry is 48 bytes instead of 80.
-struct Entry {
-    name: &'static str,
-    body: Bytes,
-}
+/// The shared dispatch, its name validated by [`valid_name`] when pushed.
+type Entry = Arc<Dispatch>;
 
-impl Entry {
-    fn cost(&self) -> usize {
-        self.body.len() + self.name.len()
-    }
+/// What an entry counts against [`ReplayLimits::max_bytes`].
+fn cost(entry: &Dispatch) -> usize {
+    entry.body.len() + entry.name.len()
 }
 
 /// Sequence counter plus replay buffer for one session.
@@ -125,8 +124,17 @@ impl Outbox {
     /// # Panics
     /// If `name` is not a valid [`EventName`]: names come from server code, never from input.
     pub fn push(&mut self, name: &'static str, body: &Bytes) -> u64 {
-        assert!(EventName::is_valid(name), "invalid dispatch event name {name:?}");
-        self.push_named(name, body.clone())
+        self.push_shared(Arc::new(Dispatch { name, body: body.clone() }))
+    }
+
+    /// [`Outbox::push`] of a dispatch shared with its other recipients: the `Arc` moves
+    /// into the buffer.
+    ///
+    /// # Panics
+    /// As [`Outbox::push`].
+    pub fn push_shared(&mut self, dispatch: Arc<Dispatch>) -> u64 {
+        assert!(EventName::is_valid(dispatch.name), "invalid dispatch event name {:?}", dispatch.name);
+        self.push_entry(dispatch)
     }
 
     /// Assigns the next sequence number, records the event, and returns its frame.
@@ -134,43 +142,44 @@ impl Outbox {
     /// # Panics
     /// As [`Outbox::push`].
     pub fn dispatch(&mut self, name: &'static str, body: &Bytes) -> DispatchFrame {
-        self.dispatch_owned(name, body.clone())
+        self.dispatch_shared(Arc::new(Dispatch { name, body: body.clone() }))
     }
 
-    /// [`Outbox::dispatch`] taking the caller's reference to the body: one refcount
-    /// increment (for the replay buffer) instead of two. The body's refcount is shared by
-    /// every recipient of an event, so each increment is a contended atomic.
+    /// [`Outbox::dispatch`] of a dispatch shared with its other recipients: the `Arc`
+    /// moves into the buffer and the frame takes one reference to the body. Both
+    /// reference counts are shared by every recipient of an event, so each increment is
+    /// a contended atomic; this takes one.
     ///
     /// # Panics
     /// As [`Outbox::push`].
-    pub fn dispatch_owned(&mut self, name: &'static str, body: Bytes) -> DispatchFrame {
-        let event = valid_name(name);
-        let seq = self.push_named(name, body.clone());
+    pub fn dispatch_shared(&mut self, dispatch: Arc<Dispatch>) -> DispatchFrame {
+        let event = valid_name(dispatch.name);
+        let body = dispatch.body.clone();
+        let seq = self.push_entry(dispatch);
         DispatchFrame::new(seq, &event, body)
     }
 
-    /// `name` has been validated.
-    fn push_named(&mut self, name: &'static str, body: Bytes) -> u64 {
+    /// `entry.name` has been validated.
+    fn push_entry(&mut self, entry: Entry) -> u64 {
         self.seq += 1;
-        let entry = Entry { name, body };
         // Make room first: pushing into a full ring and trimming after would double
         // its capacity (2 x `max_events` slots for a session that is always full).
         while self.buffer.len() >= self.limits.max_events.max(1) {
             let Some(old) = self.buffer.pop_front() else {
                 break;
             };
-            self.buffered_bytes -= old.cost();
+            self.buffered_bytes -= cost(&old);
         }
         if self.buffer.len() == self.buffer.capacity() {
             self.grow();
         }
-        self.buffered_bytes += entry.cost();
+        self.buffered_bytes += cost(&entry);
         self.buffer.push_back(entry);
         while self.buffer.len() > self.limits.max_events || self.buffered_bytes > self.limits.max_bytes {
             let Some(old) = self.buffer.pop_front() else {
                 break;
             };
-            self.buffered_bytes -= old.cost();
+            self.buffered_bytes -= cost(&old);
         }
         self.seq
     }
@@ -201,13 +210,17 @@ impl Outbox {
     /// Stops keeping the dispatches with `s <= seq` for replay (a RESUME from before them
     /// gets [`ResumeError::Expired`]). The gateway forgets READY this way: a client can
     /// only RESUME with the `session_id` READY gave it, so it never needs READY replayed,
-    /// and READY is often the largest body a session would otherwise keep while idle.
+    /// and READY is often the largest body a session would otherwise keep while idle. The
+    /// session forgets what a heartbeat acknowledges the same way (its `d` is the last
+    /// `s` the client received, and a client resumes from its last `s`). A `seq` past the
+    /// last dispatch forgets everything.
     pub fn forget_through(&mut self, seq: u64) {
+        let seq = seq.min(self.seq);
         while self.oldest_kept() <= seq {
             let Some(old) = self.buffer.pop_front() else {
                 break;
             };
-            self.buffered_bytes -= old.cost();
+            self.buffered_bytes -= cost(&old);
         }
         if self.buffer.is_empty() {
             // Nothing kept: give the ring's memory back too.
@@ -382,9 +395,34 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_is_a_body_handle_and_a_name_pointer() {
+    fn an_entry_is_the_shared_dispatch_pointer() {
         // 1,024 of them per busy session (and per session kept for RESUME).
-        assert_eq!(std::mem::size_of::<Entry>(), 48);
+        assert_eq!(std::mem::size_of::<Entry>(), 8);
+    }
+
+    #[test]
+    fn a_shared_dispatch_is_kept_not_copied() {
+        let mut outbox = Outbox::new("abc", ReplayLimits::default());
+        let shared = Arc::new(Dispatch { name: "MESSAGE_CREATE", body: body(1) });
+        let frame = outbox.dispatch_shared(shared.clone());
+        assert_eq!(frame.body().as_ptr(), shared.body.as_ptr());
+        // The caller's reference and the buffer's: the frame holds the body, not the Arc.
+        assert_eq!(Arc::strong_count(&shared), 2);
+        outbox.push_shared(shared.clone());
+        assert_eq!(Arc::strong_count(&shared), 3);
+        outbox.forget_through(2);
+        assert_eq!(Arc::strong_count(&shared), 1);
+    }
+
+    #[test]
+    fn forgetting_past_the_last_dispatch_forgets_everything_and_keeps_numbering() {
+        let mut outbox = Outbox::new("abc", ReplayLimits::default());
+        outbox.push("MESSAGE_CREATE", &body(1));
+        outbox.forget_through(u64::MAX);
+        assert_eq!(outbox.buffered_events(), 0);
+        assert_eq!(outbox.oldest_kept(), 2);
+        assert_eq!(outbox.push("MESSAGE_CREATE", &body(2)), 2);
+        assert_eq!(seqs(outbox.replay_after(1).unwrap()), vec![2]);
     }
 
     #[test]

@@ -39,6 +39,8 @@ use crate::command::{
 };
 use crate::frame::{self, DispatchFrame};
 use crate::outbox::{Outbox, Replay, ReplayLimits, ResumeError};
+use guildhall_model::gateway::Dispatch;
+use std::sync::Arc;
 
 /// op 43 Request Channel Info; not in `guildhall_model::gateway::OpCode`.
 const OP_REQUEST_CHANNEL_INFO: u64 = 43;
@@ -178,8 +180,11 @@ impl Session {
         match OpCode::from_u64(envelope.op) {
             Some(OpCode::Heartbeat) => {
                 // `d` is the client's last seq or null; anything else is a bad payload.
+                // A client that has received `s` never asks for it again (it resumes from
+                // its last `s`): the replay buffer lets go of it and everything before.
                 if let Some(d) = d {
-                    serde_json::from_str::<u64>(d.get()).map_err(|_| CloseCode::UnknownOpcode)?;
+                    let acked = serde_json::from_str::<u64>(d.get()).map_err(|_| CloseCode::UnknownOpcode)?;
+                    self.forget_replay_through(acked);
                 }
                 self.last_heartbeat = now;
                 Ok(Command::Reply(Bytes::from_static(frame::HEARTBEAT_ACK)))
@@ -312,10 +317,10 @@ impl Session {
         self.outbox_mut().dispatch(name, body)
     }
 
-    /// [`Session::dispatch`] taking the caller's reference to the body
-    /// ([`Outbox::dispatch_owned`]).
-    pub fn dispatch_owned(&mut self, name: &'static str, body: Bytes) -> DispatchFrame {
-        self.outbox_mut().dispatch_owned(name, body)
+    /// [`Session::dispatch`] of a dispatch shared with its other recipients
+    /// ([`Outbox::dispatch_shared`]).
+    pub fn dispatch_shared(&mut self, dispatch: Arc<Dispatch>) -> DispatchFrame {
+        self.outbox_mut().dispatch_shared(dispatch)
     }
 
     /// [`Session::dispatch`] as one contiguous buffer.

@@ -24,12 +24,7 @@ pub enum Outbound {
 
 const _: () = assert!(std::mem::size_of::<Outbound>() == 16);
 
-/// A dispatch's event name and `d` body.
-#[derive(Debug)]
-pub struct Dispatch {
-    pub name: &'static str,
-    pub body: Bytes,
-}
+pub use guildhall_model::gateway::Dispatch;
 
 impl Outbound {
     /// One dispatch; clone the result for each recipient.

@@ -357,3 +357,36 @@ fn frames_survive_the_zlib_stream_encoder() {
     assert_eq!(inflate(encoder.encode_dispatch(&replay[0])), r#"{"op":0,"s":1,"t":"READY","d":{"v":10}}"#);
     let _: Option<Outbox> = s.into_outbox();
 }
+
+/// A heartbeat's `d` is the last `s` the client received: the replay buffer lets go of it
+/// and everything before, a later RESUME from that `s` still replays what came after, and
+/// a `d` past the last dispatch (or `null`) is harmless.
+#[test]
+fn a_heartbeat_acknowledges_what_the_replay_buffer_may_forget() {
+    let (mut a, t0) = session();
+    identified(&mut a, t0);
+    for i in 1..=5 {
+        a.dispatch("MESSAGE_CREATE", &Bytes::from(format!(r#"{{"n":{i}}}"#)));
+    }
+    assert!(matches!(a.handle_frame(br#"{"op":1,"d":null}"#, t0), Ok(Command::Reply(_))));
+    assert_eq!(a.outbox().unwrap().buffered_events(), 5);
+    assert!(matches!(a.handle_frame(br#"{"op":1,"d":3}"#, t0), Ok(Command::Reply(_))));
+    assert_eq!(a.outbox().unwrap().buffered_events(), 2);
+    assert_eq!(a.outbox().unwrap().oldest_kept(), 4);
+    a.dispatch("MESSAGE_CREATE", &Bytes::from_static(br#"{"n":6}"#));
+
+    let outbox = a.into_outbox().unwrap();
+    let mut b = Session::new(SessionConfig::default(), t0);
+    assert!(b.handle_frame(br#"{"op":6,"d":{"token":"tok","session_id":"sess-1","seq":3}}"#, t0).is_ok());
+    let replayed: Vec<u64> = b.resume(outbox, 3).expect("resumable").map(|f| f.seq()).collect();
+    assert_eq!(replayed, vec![4, 5, 6]);
+
+    // Ahead of the last dispatch: everything is forgotten, numbering goes on.
+    assert!(matches!(b.handle_frame(br#"{"op":1,"d":1000}"#, t0), Ok(Command::Reply(_))));
+    assert_eq!(b.outbox().unwrap().buffered_events(), 0);
+    assert_eq!(b.resumed_frame().seq(), 7);
+
+    // A client that resumes from before what it acknowledged must IDENTIFY again.
+    let outbox = b.into_outbox().unwrap();
+    assert_eq!(outbox.check_resume(2).err(), Some(ResumeError::Expired { requested: 2, oldest_kept: 7 }));
+}

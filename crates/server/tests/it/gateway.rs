@@ -432,6 +432,43 @@ async fn resume_replays_missed_events_then_resumed() {
     s.stop().await;
 }
 
+/// A heartbeat's `d` acknowledges every dispatch up to it: the server stops keeping them
+/// for replay. A RESUME from the acknowledged `s` replays what came after; one from before
+/// it cannot be honoured (op 9), since the client said it had those events.
+#[tokio::test]
+async fn a_heartbeat_acknowledges_dispatches_for_resume() {
+    let s = TestServer::start().await;
+    let (token, _) = s.user("gail").await;
+    let (_, general) = s.guild(&token, "Acked").await;
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let mut gw = Gw::open(&s).await;
+        let ready = gw.identify(&token, ALL_USER).await;
+        assert_eq!(gw.event("GUILD_CREATE").await["s"], 2);
+        sessions.push((gw, ready["d"]["session_id"].as_str().unwrap().to_string()));
+    }
+    let first = say(&s, &token, &general, "seen by both").await;
+    for (gw, _) in &mut sessions {
+        assert_eq!(gw.event("MESSAGE_CREATE").await["s"], 3);
+        gw.send(json!({ "op": 1, "d": 3 })).await;
+        assert_eq!(gw.recv().await["op"], 11);
+    }
+    let ids: Vec<String> = sessions.iter().map(|(_, id)| id.clone()).collect();
+    drop(sessions);
+    let away = say(&s, &token, &general, "while away").await;
+
+    let mut gw = Gw::open(&s).await;
+    gw.resume(&token, &ids[0], 3).await;
+    let m = gw.recv().await;
+    assert_eq!((m["t"].as_str(), m["s"].as_u64(), &m["d"]["id"]), (Some("MESSAGE_CREATE"), Some(4), &away["id"]));
+    assert_eq!(gw.recv().await["t"], "RESUMED");
+
+    let mut gw = Gw::open(&s).await;
+    gw.resume(&token, &ids[1], 2).await;
+    assert_eq!(gw.recv().await, json!({ "op": 9, "s": null, "t": null, "d": false }), "{first}");
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn client_close_1000_ends_the_session() {
     let s = TestServer::start().await;
