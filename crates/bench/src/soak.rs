@@ -82,8 +82,11 @@ pub struct SoakArgs {
     /// Churn operations per second, all workers together (0: traffic only, a control run).
     #[arg(long, default_value_t = 20.0)]
     pub churn: f64,
-    /// Seconds of traffic with the population connected before the baseline reading.
-    #[arg(long, default_value = "30", value_parser = parse_duration)]
+    /// Seconds of traffic with the population connected before the baseline reading. The
+    /// default is longer than a heartbeat interval (41.25 s): by then every session has sent
+    /// its first heartbeat, which lets the server drop the READY-time dispatches it had been
+    /// keeping for RESUME, so the baseline is the population's steady state.
+    #[arg(long, default_value = "60", value_parser = parse_duration)]
     pub warmup: f64,
     /// Longest wait after churn for the server's session count to return to the population.
     #[arg(long, default_value = "180", value_parser = parse_duration)]
