@@ -21,7 +21,7 @@ use guildhall_runtime::SessionHandle;
 use guildhall_runtime::event::{Outbound, to_bytes};
 use guildhall_runtime::session::{SessionReceiver, SessionShared};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -93,9 +93,13 @@ enum Wake {
     Idle,
 }
 
-/// What a connection task keeps alive until it ends (the gateway's drain guard, the
-/// listener's per-IP slot): dropped with the task.
-pub(crate) type Hold = Box<dyn Send>;
+/// What a connection keeps alive: the gateway's drain guard, held until the session is
+/// over (a session kept for RESUME included, so shutdown waits for it to end), and the
+/// listener's per-IP slot, if any, held only while the socket is open.
+pub(crate) struct Hold {
+    pub(crate) drain: mpsc::Sender<()>,
+    pub(crate) slot: Option<Box<dyn Send>>,
+}
 
 pub(crate) async fn run(gw: Arc<Gateway>, mut stream: TcpStream, up: Upgrade, hold: Hold) {
     if let Some(reason) = up.reject {
@@ -227,8 +231,17 @@ impl Conn {
             };
             // Boxed (as are the rare steps in `serve`): the task's own state stays
             // small while the connection idles.
-            Box::pin(conn.finish(end)).await;
-            drop(hold);
+            let kept = Box::pin(conn.finish(end)).await;
+            let Hold { drain, slot } = hold;
+            drop(slot);
+            // A session kept for RESUME waits in a task of its own: this one, sized for a
+            // live connection (~1.3 KB), ends with its socket.
+            if let Some(kept) = kept {
+                tokio::spawn(async move {
+                    keep(kept).await;
+                    drop(drain);
+                });
+            }
         }
     }
 
@@ -630,8 +643,8 @@ impl Conn {
         }
     }
 
-    /// Step 7.
-    async fn finish(self, end: End) {
+    /// Step 7. Returns the session if it is to be kept for RESUME.
+    async fn finish(self, end: End) -> Option<Kept> {
         let Conn { gw, ws, session, encoder, live } = self;
         if let End::ServerClosed(code) = &end {
             tracing::debug!(code = code.code(), "gateway closed a connection");
@@ -639,10 +652,10 @@ impl Conn {
         drop(ws);
         drop(encoder);
         GatewayStats::sub(&gw.stats.connections_open, 1);
-        let Some(live) = live else { return };
+        let live = live?;
         let Some(outbox) = session.into_outbox() else {
             gw.end_session(&live.handle, Some((&live.session_id, live.generation)));
-            return;
+            return None;
         };
         let core = Core { handle: live.handle, rx: live.rx, shared: live.shared, outbox };
         match end {
@@ -655,21 +668,32 @@ impl Conn {
                 gw.end_session(&core.handle, Some((&live.session_id, live.generation)));
             }
             End::ClientClosed(_) | End::ServerClosed(_) | End::Dropped => {
-                keep(gw, core, live.session_id, live.generation, live.kick).await;
+                return Some(Kept {
+                    gw,
+                    core,
+                    session_id: live.session_id,
+                    generation: live.generation,
+                    kick: live.kick,
+                });
             }
         }
+        None
     }
+}
+
+/// A session whose socket dropped, to be held for RESUME by [`keep`].
+struct Kept {
+    gw: Arc<Gateway>,
+    core: Core,
+    session_id: Box<str>,
+    generation: u64,
+    kick: Option<oneshot::Receiver<Kick>>,
 }
 
 /// Step 7, after a resumable drop: holds the session for `resume_window`, pushing
 /// what the runtime sends into the replay outbox, until a RESUME takes it.
-async fn keep(
-    gw: Arc<Gateway>,
-    mut core: Core,
-    session_id: Box<str>,
-    generation: u64,
-    kick: Option<oneshot::Receiver<Kick>>,
-) {
+async fn keep(kept: Kept) {
+    let Kept { gw, mut core, session_id, generation, kick } = kept;
     let owned = Some((&*session_id, generation));
     let Some(mut kick) = kick else {
         gw.end_session(&core.handle, owned);

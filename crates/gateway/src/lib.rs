@@ -170,12 +170,12 @@ impl Gateway {
     ///
     /// Returns once the connection is established (or refused): the connection
     /// then runs in a task of its own, which keeps `hold` (e.g. the listener's
-    /// per-IP connection slot) until it ends.
+    /// per-IP connection slot) until its socket closes.
     pub async fn serve(self: Arc<Self>, stream: TcpStream, upgrade: Upgrade, hold: Box<dyn Send>) {
         let Some(guard) = self.task_guard.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
             return; // shutting down: drop the socket
         };
-        conn::run(self, stream, upgrade, Box::new((guard, hold))).await;
+        conn::run(self, stream, upgrade, conn::Hold { drain: guard, slot: Some(hold) }).await;
     }
 
     /// Serves an upgrade that arrived on an HTTP keep-alive connection: the HTTP
@@ -188,7 +188,7 @@ impl Gateway {
         let Some(guard) = self.task_guard.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
             return; // shutting down: drop the connection
         };
-        conn::start(self, Box::new(stream), upgrade, Box::new(guard)).await;
+        conn::start(self, Box::new(stream), upgrade, conn::Hold { drain: guard, slot: None }).await;
     }
 
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {

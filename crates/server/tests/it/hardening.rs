@@ -274,6 +274,57 @@ async fn gateway_connections_count_against_the_per_ip_cap() {
     drop(second);
 }
 
+/// A session whose socket dropped is kept for RESUME, but it is no longer a connection:
+/// its per-IP slot is free at once, and the RESUME itself can use it.
+#[tokio::test]
+async fn a_session_kept_for_resume_does_not_hold_a_connection_slot() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let s = TestServer::start_with(tempfile::tempdir().unwrap(), |c| c.max_connections_per_ip = 2).await;
+    let (token, _) = s.user("kept").await;
+    let url = format!("{}/?v=10&encoding=json", s.gateway_url());
+    let (mut first, _) = tokio_tungstenite::connect_async(&url).await.expect("first upgrade");
+    // Fill the cap (the REST client's pooled connection may hold a slot too).
+    let mut fill = Vec::new();
+    while let Ok((ws, _)) = tokio_tungstenite::connect_async(&url).await {
+        fill.push(ws);
+        assert!(fill.len() < 3, "the cap was not enforced");
+    }
+    let identify = json!({ "op": 2, "d": { "token": token, "intents": 1, "properties": { "os": "linux", "browser": "t", "device": "t" } } });
+    first.send(Message::text(identify.to_string())).await.unwrap();
+    let session_id = loop {
+        let Some(Ok(Message::Text(t))) = first.next().await else { panic!("no READY") };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if v["t"] == "READY" {
+            break v["d"]["session_id"].as_str().unwrap().to_string();
+        }
+    };
+    // Drop the TCP connection without a close frame: the session stays resumable.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut third = loop {
+        match tokio_tungstenite::connect_async(&url).await {
+            Ok((ws, _)) => break ws,
+            Err(_) => {
+                assert!(tokio::time::Instant::now() < deadline, "the dropped socket's slot was never freed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let resume = json!({ "op": 6, "d": { "token": token, "session_id": session_id, "seq": 1 } });
+    third.send(Message::text(resume.to_string())).await.unwrap();
+    let resumed = loop {
+        let Some(Ok(Message::Text(t))) = third.next().await else { panic!("closed before RESUMED") };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if v["op"] == 0 {
+            break v;
+        }
+    };
+    assert_eq!(resumed["t"], "RESUMED", "{resumed}");
+    drop(fill);
+    s.stop().await;
+}
+
 async fn raw_post(s: &TestServer, path: &str, token: &str, body: String) -> (StatusCode, Value) {
     let res = s
         .http
