@@ -6,7 +6,8 @@
 //! Entries are the [`Dispatch`] the runtime shares among an event's recipients, kept by its
 //! `Arc`: never a copy of the body and never the built frame, so the buffer's own memory is 8
 //! bytes per entry (8 KiB for a busy session's 1,024, a block the allocator keeps in its
-//! small-object pages) and a delivery moves the `Arc` in without touching a reference count.
+//! small-object pages); a delivery moves the queue's `Arc` in and takes one reference to the
+//! body for the frame it sends.
 //! It is bounded by entry count and by the body bytes it keeps alive. Dispatches the client
 //! has acknowledged with a heartbeat's `d` are dropped ([`Outbox::forget_through`]).
 

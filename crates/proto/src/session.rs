@@ -25,11 +25,12 @@
 //! that re-identifies instead just starts a new session. Binary and text frames are parsed
 //! alike: clients never compress what they send, so a binary frame must hold JSON too.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use guildhall_model::gateway::{
-    CloseCode, HEARTBEAT_INTERVAL_MS, MAX_PAYLOAD_BYTES, OpCode, SEND_LIMIT, SEND_LIMIT_WINDOW_MS,
+    CloseCode, Dispatch, HEARTBEAT_INTERVAL_MS, MAX_PAYLOAD_BYTES, OpCode, SEND_LIMIT, SEND_LIMIT_WINDOW_MS,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -39,8 +40,6 @@ use crate::command::{
 };
 use crate::frame::{self, DispatchFrame};
 use crate::outbox::{Outbox, Replay, ReplayLimits, ResumeError};
-use guildhall_model::gateway::Dispatch;
-use std::sync::Arc;
 
 /// op 43 Request Channel Info; not in `guildhall_model::gateway::OpCode`.
 const OP_REQUEST_CHANNEL_INFO: u64 = 43;
