@@ -31,11 +31,25 @@ pub struct EmbeddedStoreConfig {
     pub max_pending_writes: usize,
     /// Channels whose latest page is kept in memory.
     pub latest_page_cache_channels: usize,
+    /// Size at which a keyspace's memtable is sealed and flushed to a table.
+    ///
+    /// Applies to keyspaces the store creates; fjall keeps the value a keyspace was
+    /// created with. fjall's default is 64 MiB per keyspace (eleven of them here); a
+    /// busy message keyspace fills 8 MiB in minutes, and each flush gives its memory
+    /// back, so the store's memory stays near this bound instead of growing towards
+    /// 64 MiB and keeping, after each flush, the pages the old memtable shared with
+    /// the rest of the process.
+    pub memtable_bytes: u64,
 }
 
 impl Default for EmbeddedStoreConfig {
     fn default() -> Self {
-        EmbeddedStoreConfig { cache_bytes: 64 << 20, max_pending_writes: 100_000, latest_page_cache_channels: 4096 }
+        EmbeddedStoreConfig {
+            cache_bytes: 64 << 20,
+            max_pending_writes: 100_000,
+            latest_page_cache_channels: 4096,
+            memtable_bytes: 8 << 20,
+        }
     }
 }
 
@@ -111,7 +125,10 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir).map_err(engine)?;
         let db_dir = dir.join("db");
         let db = Database::builder(&db_dir).cache_size(config.cache_bytes).open().map_err(engine)?;
-        let open = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(engine);
+        let memtable = config.memtable_bytes;
+        let open = |name: &str| {
+            db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(memtable)).map_err(engine)
+        };
         let ks = Keyspaces {
             users: open("users")?,
             applications: open("applications")?,
@@ -726,5 +743,37 @@ mod tests {
         }
         assert_eq!(store.inner.superseded_versions_after_flush(), 0);
         assert_eq!(messages.get(k2(7, 1_999)).unwrap().map(|v| v.len()), Some(500), "the data is in the table");
+    }
+
+    #[tokio::test]
+    async fn a_memtable_past_its_configured_size_is_flushed_and_its_memory_given_back() {
+        use fjall::AbstractTree;
+        let dir = tempfile::tempdir().unwrap();
+        let config = EmbeddedStoreConfig { memtable_bytes: 1 << 20, ..EmbeddedStoreConfig::default() };
+        let store = EmbeddedStore::open(dir.path(), config).unwrap();
+        // 4,000 messages of ~1 KiB: about 4 MiB, several times the bound.
+        let text = "y".repeat(1000);
+        for batch in 0..40u64 {
+            let puts = (1..=100u64).map(|i| {
+                let id = Id::new((batch * 100 + i) << 22);
+                Mutation::PutMessage(Message::plain(id, Id::new(9), Some(Id::new(1)), Id::new(7), text.clone()))
+            });
+            store.apply(puts.collect()).await.unwrap();
+        }
+        let messages = &store.inner.ks.channel_message;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while messages.sealed_memtable_count() > 0 || messages.tree.version_free_list_len() > 0 {
+            assert!(std::time::Instant::now() < deadline, "flushes or the release of flushed memtables did not finish");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let in_memory = messages.tree.active_memtable().len();
+        assert!(in_memory < 1_500, "{in_memory} of 4,000 messages are still in the memtable");
+        assert!(messages.table_count() >= 1, "the flushed messages are in tables");
+        let buffered = store.stats().memtable_bytes;
+        assert!(buffered <= 2 << 20, "write buffers hold {buffered} bytes, more than two memtables");
+        assert_eq!(messages.tree.approximate_len(), 4_000, "every message is still there");
+        let page = store.messages(Id::new(9), HistoryQuery::Latest, 100).unwrap();
+        assert_eq!(page.len(), 100);
+        assert_eq!(page[0].id, Id::new(4_000 << 22), "the newest message first");
     }
 }
