@@ -4,6 +4,8 @@
 //!
 //! This is the only crate that chooses a backend or a transport.
 
+#[cfg(feature = "mimalloc")]
+pub mod alloc;
 mod body_timeout;
 pub mod config;
 mod listen;

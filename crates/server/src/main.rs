@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use guildhall::{Config, Server};
 
-/// mimalloc instead of glibc malloc: see "Known trade-offs" in ARCHITECTURE.md.
+/// mimalloc, with a heap of its own for the store's write buffers (`alloc.rs`).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: guildhall::alloc::Allocator = guildhall::alloc::Allocator;
 
 #[derive(Parser)]
 #[command(name = "guildhall", version, about = "A self-hosted chat server that speaks Discord's API")]

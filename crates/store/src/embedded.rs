@@ -537,6 +537,8 @@ impl Store for EmbeddedStore {
         if pending.waiters.len() >= inner.config.max_pending_writes {
             return Durable::ready(Err(StoreError::Overloaded));
         }
+        // The batch's values and the memtable entries they become (crate::heap).
+        let buffers = crate::heap::WriteBuffers::enter();
         let mut wb = inner.db.batch();
         let mut notes = BatchNotes::default();
         for m in batch {
@@ -547,6 +549,7 @@ impl Store for EmbeddedStore {
         if let Err(e) = wb.commit() {
             return Durable::ready(Err(engine(e)));
         }
+        drop(buffers);
         inner.batches.fetch_add(1, Ordering::Relaxed);
         if !notes.touched.is_empty() {
             let mut versions = inner.versions.lock().unwrap_or_else(|p| p.into_inner());

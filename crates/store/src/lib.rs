@@ -10,6 +10,7 @@
 //! channel's history is one range scan in Snowflake order.
 
 mod embedded;
+pub mod heap;
 mod keys;
 
 use std::future::Future;
