@@ -200,6 +200,14 @@ impl Metrics {
         for (name, kind, help, value) in rows {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         }
+        if let Some(value) = st.write_buffer_heap_bytes {
+            let name = "guildhall_store_write_buffer_heap_bytes";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Bytes the allocator holds for the storage engine's write buffers \
+                 (memtables with their index nodes, exact).\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
         out
     }
 }

@@ -29,7 +29,10 @@ pub struct Sample {
     /// KiB: socket buffers are not in any process's RSS.
     pub tcp_mem_kib: Option<u64>,
     /// The storage engine's memtables + block cache in use (`/metrics`), KiB: memory
-    /// that fills with written and read data up to configured bounds.
+    /// that fills with written and read data up to configured bounds. The memtables
+    /// as the allocator counts them (`guildhall_store_write_buffer_heap_bytes`) where
+    /// the server exports that, else the engine's estimate, which leaves out the
+    /// memtables' index nodes (~12 % of them).
     pub store_kib: Option<u64>,
 }
 
@@ -95,7 +98,8 @@ pub async fn sample_now(pid: Option<u32>, rest: &Rest, t0: Instant, phase: &str)
         resumes: m("guildhall_gateway_resumes_total"),
         identifies: m("guildhall_gateway_identifies_total"),
         tcp_mem_kib: tcp_mem_kib(),
-        store_kib: m("guildhall_store_memtable_bytes")
+        store_kib: m("guildhall_store_write_buffer_heap_bytes")
+            .or_else(|| m("guildhall_store_memtable_bytes"))
             .zip(m("guildhall_store_block_cache_bytes"))
             .map(|(a, b)| (a + b) / 1024),
     }

@@ -58,6 +58,9 @@ fn main() -> std::process::ExitCode {
     }
     init_logging(&cfg.log_format);
     disable_transparent_huge_pages();
+    // The allocator's exact count of the store's write buffers, for /metrics.
+    #[cfg(feature = "mimalloc")]
+    guildhall_store::heap::set_meter(guildhall::alloc::write_buffer_bytes);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -677,6 +677,7 @@ impl Store for EmbeddedStore {
             syncs: i.syncs.load(Ordering::Relaxed),
             memtable_bytes: i.db.write_buffer_size(),
             block_cache_bytes: i.db.cache_size(),
+            write_buffer_heap_bytes: crate::heap::metered(),
         }
     }
 }

@@ -9,8 +9,15 @@
 //! marked allocations (the `guildhall` binary's) gives a flushed memtable's pages
 //! back whole, like RocksDB's memtable arena. Without such an allocator the mark
 //! does nothing.
+//!
+//! Such an allocator can also count what it holds under the mark and register
+//! the count with [`set_meter`]; [`StoreStats::write_buffer_heap_bytes`]
+//! reports it.
+//!
+//! [`StoreStats::write_buffer_heap_bytes`]: crate::StoreStats::write_buffer_heap_bytes
 
 use std::cell::Cell;
+use std::sync::OnceLock;
 
 thread_local! {
     // `const` with no destructor: reading it never allocates and works at any
@@ -38,6 +45,19 @@ impl Drop for WriteBuffers {
     fn drop(&mut self) {
         WRITE_BUFFERS.with(|c| c.set(self.0));
     }
+}
+
+static METER: OnceLock<fn() -> u64> = OnceLock::new();
+
+/// Registers the allocator's count of bytes live under the mark (allocated while
+/// marked, not yet freed). The first registration stays.
+pub fn set_meter(bytes: fn() -> u64) {
+    let _ = METER.set(bytes);
+}
+
+/// The registered count, if an allocator keeps the write buffers apart.
+pub fn metered() -> Option<u64> {
+    METER.get().map(|bytes| bytes())
 }
 
 #[cfg(test)]

@@ -131,6 +131,10 @@ pub struct StoreStats {
     pub memtable_bytes: u64,
     /// Bytes of the engine's block cache in use (bounded by its configured size).
     pub block_cache_bytes: u64,
+    /// Bytes the process's allocator holds for the write buffers (see
+    /// [`heap`]): the memtables' real footprint, where `memtable_bytes` is the
+    /// engine's estimate. `None` without such an allocator or backend.
+    pub write_buffer_heap_bytes: Option<u64>,
 }
 
 pub trait Store: Send + Sync + 'static {

@@ -164,3 +164,70 @@ async fn the_server_process_runs_without_transparent_huge_pages() {
     assert!(own.contains("THP_enabled:\t1"), "the test process should have THP allowed: {own}");
     assert_eq!(thp, Some("0"), "{status}");
 }
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+}
+
+/// The binary's allocator counts the store's write buffers exactly (alloc.rs) and
+/// /metrics exports the count beside the engine's estimate, which leaves out the
+/// memtables' index nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_reports_what_its_write_buffers_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = spawn(dir.path()).await;
+    let http = reqwest::Client::new();
+    let root = p.base.trim_end_matches("/api/v10").to_string();
+    let scrape = || async {
+        let text = http.get(format!("{root}/metrics")).send().await.unwrap().text().await.unwrap();
+        let heap = metric(&text, "guildhall_store_write_buffer_heap_bytes");
+        let estimate = metric(&text, "guildhall_store_memtable_bytes").unwrap();
+        (heap.unwrap_or_else(|| panic!("no write-buffer gauge: {text}")), estimate)
+    };
+    let reg: Value = http
+        .post(format!("{}/auth/register", p.base))
+        .json(&json!({"username": "meter", "password": "correct horse battery", "consent": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = reg["token"].as_str().unwrap().to_string();
+    let g: Value = http
+        .post(format!("{}/guilds", p.base))
+        .header("Authorization", &token)
+        .json(&json!({"name": "metered"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let channel = g["system_channel_id"].as_str().unwrap().to_string();
+    let (heap0, estimate0) = scrape().await;
+    assert!(heap0 >= estimate0 && estimate0 > 0.0, "the account and guild are buffered: {heap0} vs {estimate0}");
+    let content = "x".repeat(1900);
+    for _ in 0..200 {
+        let res = http
+            .post(format!("{}/channels/{channel}/messages", p.base))
+            .header("Authorization", &token)
+            .json(&json!({ "content": content }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let (heap1, estimate1) = scrape().await;
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+    assert!(
+        estimate1 - estimate0 >= 200.0 * 1900.0,
+        "the engine's estimate grew by the messages: {estimate0} → {estimate1}"
+    );
+    assert!(
+        heap1 - heap0 >= estimate1 - estimate0,
+        "the heap holds at least what the engine counts: {heap0} → {heap1}"
+    );
+    assert!(heap1 < 4.0 * estimate1, "and not much more: {heap1} vs {estimate1}");
+}
