@@ -7,6 +7,11 @@
 //!   so the window they advertise stays small), IDENTIFY, read up to READY and then
 //!   never read the socket again. They keep heartbeating (writes only), so a server
 //!   close is caused by the stall, not by a missed heartbeat.
+//! - Until their sockets' buffers fill, the stalled sessions take events like any
+//!   other: the first messages after they join fan out to R + S live sessions
+//!   (~16 messages each here, more with a larger `SO_RCVBUF`). That is load, not a
+//!   stall, so `--stall-secs` of sending comes first (reported, no target) and
+//!   phase B starts once the stalled sessions are stalled.
 //! - Phase B: the same sending again, with the stalled sessions in the guild.
 //!
 //! The server (crates/gateway/src/conn.rs, crates/runtime/src/session.rs) pushes
@@ -60,6 +65,10 @@ pub struct StalledArgs {
     /// Seconds of sending in each phase.
     #[arg(long, default_value_t = 20.0)]
     pub secs: f64,
+    /// Seconds of sending between the stalled sessions' READY and phase B, while
+    /// their socket buffers fill (reported without a target; 0 = none).
+    #[arg(long, default_value_t = 2.0)]
+    pub stall_secs: f64,
     /// Padding added to each message's content, bytes (content ≈ 30 + pad bytes).
     #[arg(long, default_value_t = 470)]
     pub pad: usize,
@@ -172,7 +181,7 @@ pub async fn run(a: StalledArgs) -> Res<PathBuf> {
     let mut r = Report::new(
         "stalled",
         json!({ "readers": a.readers, "stalled": a.stalled, "rate": a.rate, "secs": a.secs, "pad": a.pad,
-                "rcvbuf": a.rcvbuf, "stalled_heartbeat": true }),
+                "rcvbuf": a.rcvbuf, "stalled_heartbeat": true, "stall_secs": a.stall_secs }),
     );
     if target.pid.is_none() {
         r.note("no server PID (--pid): memory figures are missing");
@@ -236,10 +245,18 @@ pub async fn run(a: StalledArgs) -> Res<PathBuf> {
     r.row("stalled sessions identified", "", Goal::AtLeast(a.stalled as f64), sc.ok as f64);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let stalled_idle = sampler.last();
+    let filling = (a.rate * a.stall_secs).round() as usize;
+    let pf = if filling > 0 {
+        sampler.set_phase("stalling");
+        eprintln!("stalled: {filling} messages while the stalled sessions' sockets fill");
+        Some(phase(&rest, &sender, &channel, &mut readers, total, filling, a.rate, a.pad).await?)
+    } else {
+        None
+    };
     sampler.set_phase("B");
     let b_start = sampler.t0.elapsed().as_secs_f64();
     eprintln!("stalled: phase B");
-    let pb = phase(&rest, &sender, &channel, &mut readers, total, total, a.rate, a.pad).await?;
+    let pb = phase(&rest, &sender, &channel, &mut readers, total + filling, total, a.rate, a.pad).await?;
     let b_end = sampler.t0.elapsed().as_secs_f64();
     sampler.set_phase("drain");
     let drained = stalled.request("drain", "drained").await?;
@@ -288,6 +305,22 @@ pub async fn run(a: StalledArgs) -> Res<PathBuf> {
         r.extra(&format!("{name}: slowest last reader per second of sending, ms"), json!(p.timeline));
         r.extra(&format!("{name}: slowest REST send per second of sending, ms"), json!(p.rest_timeline));
         r.extra(&format!("{name}: REST send → last reader per message, ms"), json!(p.per_message));
+    }
+    if let Some(p) = &pf {
+        let expected = filling as u64 * c.ok;
+        let name = "while the stalled sessions' sockets fill";
+        r.row(
+            format!("{name}: deliveries (expected {expected})"),
+            "",
+            Goal::AtLeast(expected as f64),
+            p.deliveries as f64,
+        );
+        r.row(format!("{name}: missing + duplicate + out-of-order"), "", Goal::AtMost(0.0), p.bad as f64);
+        if let Some(b) = &p.first_bad {
+            r.note(format!("{name}: {b}"));
+        }
+        r.latency(&format!("{name}: REST send→reader"), &p.hist, None);
+        r.extra(&format!("{name}: slowest last reader per second of sending, ms"), json!(p.timeline));
     }
     let (a50, a99) = (ms(pa.hist.quantile(0.5)), ms(pa.hist.quantile(0.99)));
     let b99 = ms(pb.hist.quantile(0.99));

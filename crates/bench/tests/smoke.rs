@@ -204,6 +204,8 @@ async fn stalled_sessions_are_closed_and_readers_get_everything() {
             "100",
             "--secs",
             "1.5",
+            "--stall-secs",
+            "0.2",
             "--settle",
             "0.5",
             "--sample-ms",
@@ -212,6 +214,8 @@ async fn stalled_sessions_are_closed_and_readers_get_everything() {
     )
     .await;
     assert_eq!(measured(&rows, "readers online"), 4.0);
+    // 20 messages while the stalled sockets fill: fewer than overflow them.
+    assert_eq!(measured(&rows, "while the stalled sessions' sockets fill: deliveries (expected 80)"), 80.0);
     assert_eq!(measured(&rows, "stalled sessions identified"), 3.0);
     for phase in ["A (readers only)", "B (with stalled sessions)"] {
         assert_eq!(measured(&rows, &format!("{phase}: deliveries (expected 600)")), 600.0, "{phase}");
