@@ -302,6 +302,10 @@ impl Sessions {
         let left = list.len();
         if left == 0 {
             map.remove(&user);
+        } else if list.capacity() > 2 * left {
+            // A second session grew the list to four slots; once the user is back to
+            // one, keep one (under connection churn most users pass through two).
+            list.shrink_to(left);
         }
         left
     }
@@ -329,6 +333,23 @@ mod tests {
             Outbound::Dispatch(d) => d.body[0],
             _ => 255,
         }
+    }
+
+    #[test]
+    fn a_users_session_list_shrinks_back_when_a_second_session_ends() {
+        let sessions = Sessions::default();
+        let user = UserId::new(7);
+        let handles: Vec<_> = (1..=2).map(|id| SessionHandle::new(id, user, Intents(0), None, 50, 4)).collect();
+        let capacity = || sessions.by_user.read().unwrap()[&user].capacity();
+        sessions.insert(handles[0].0.clone());
+        assert_eq!(capacity(), 1);
+        sessions.insert(handles[1].0.clone());
+        assert!(capacity() >= 2);
+        assert_eq!(sessions.remove(user, 1), 1);
+        assert_eq!(capacity(), 1, "back to one slot with one session");
+        assert_eq!(sessions.of_user(user).iter().map(|h| h.id).collect::<Vec<_>>(), [2]);
+        assert_eq!(sessions.remove(user, 2), 0);
+        assert_eq!(sessions.count(), 0);
     }
 
     #[tokio::test]
