@@ -159,7 +159,7 @@ impl Metrics {
         let st = rt.store.stats();
         let users = rt.directory.with_users(|u| u.len());
         let bots = rt.directory.with_users(|u| u.values().filter(|x| x.bot).count());
-        let rows: [(&str, &str, &str, u64); 11] = [
+        let rows: [(&str, &str, &str, u64); 12] = [
             (
                 "guildhall_store_history_reads_total",
                 "counter",
@@ -185,6 +185,12 @@ impl Metrics {
                 "gauge",
                 "Bytes of the storage engine's block cache in use.",
                 st.block_cache_bytes,
+            ),
+            (
+                "guildhall_store_table_index_bytes",
+                "gauge",
+                "Bytes of the storage engine's table filters and block indexes held in memory.",
+                st.table_index_bytes,
             ),
             ("guildhall_guilds", "gauge", "Guilds on this node.", rt.guild_count() as u64),
             ("guildhall_users", "gauge", "Known users, bots included.", users as u64),

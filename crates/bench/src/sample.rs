@@ -28,8 +28,9 @@ pub struct Sample {
     /// System-wide kernel memory of TCP sockets (`/proc/net/sockstat` "TCP: ... mem"),
     /// KiB: socket buffers are not in any process's RSS.
     pub tcp_mem_kib: Option<u64>,
-    /// The storage engine's memtables + block cache in use (`/metrics`), KiB: memory
-    /// that fills with written and read data up to configured bounds. The memtables
+    /// The storage engine's memtables + block cache + tables' in-memory filters and
+    /// indexes (`/metrics`), KiB: memory that fills with written and read data (up to
+    /// configured bounds, but for the filters, which grow with the data). The memtables
     /// as the allocator counts them (`guildhall_store_write_buffer_heap_bytes`) where
     /// the server exports that, else the engine's estimate, which leaves out the
     /// memtables' index nodes (~12 % of them).
@@ -101,7 +102,7 @@ pub async fn sample_now(pid: Option<u32>, rest: &Rest, t0: Instant, phase: &str)
         store_kib: m("guildhall_store_write_buffer_heap_bytes")
             .or_else(|| m("guildhall_store_memtable_bytes"))
             .zip(m("guildhall_store_block_cache_bytes"))
-            .map(|(a, b)| (a + b) / 1024),
+            .map(|(a, b)| (a + b + m("guildhall_store_table_index_bytes").unwrap_or(0)) / 1024),
     }
 }
 

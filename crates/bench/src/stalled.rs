@@ -410,8 +410,13 @@ pub async fn run(a: StalledArgs) -> Res<PathBuf> {
         // bound, then flushed); as in soak, the target applies to the rest.
         let store = |s: &Option<Sample>| s.as_ref().and_then(|s| s.store_kib);
         if let (Some(sa), Some(sf)) = (store(&after_a), store(&after)) {
-            r.row("store memtables + block cache before the stalled sessions", "MiB", Goal::None, mib(sa));
-            r.row("store memtables + block cache at the end", "MiB", Goal::None, mib(sf));
+            r.row(
+                "store memtables + block cache + table indexes before the stalled sessions",
+                "MiB",
+                Goal::None,
+                mib(sa),
+            );
+            r.row("store memtables + block cache + table indexes at the end", "MiB", Goal::None, mib(sf));
             r.row(
                 format!(
                     "server RSS − store buffers {:.1} s after the server forgot the stalled sessions \

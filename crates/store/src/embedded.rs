@@ -366,6 +366,16 @@ impl Inner {
         ]
     }
 
+    /// The pinned filters and block indexes of every keyspace's tables.
+    fn table_index_bytes(&self) -> u64 {
+        use fjall::AbstractTree;
+        self.data_keyspaces()
+            .into_iter()
+            .chain([&self.ks.meta])
+            .map(|ks| (ks.tree.pinned_filter_size() + ks.tree.pinned_block_index_size()) as u64)
+            .sum()
+    }
+
     /// Superseded versions the engine still holds, counted only in keyspaces with
     /// no flush under way (a flush in progress legitimately holds one). `meta` is
     /// left out: each nudge's own flush leaves it one, holding a memtable of one key.
@@ -677,6 +687,7 @@ impl Store for EmbeddedStore {
             syncs: i.syncs.load(Ordering::Relaxed),
             memtable_bytes: i.db.write_buffer_size(),
             block_cache_bytes: i.db.cache_size(),
+            table_index_bytes: i.table_index_bytes(),
             write_buffer_heap_bytes: crate::heap::metered(),
         }
     }
@@ -775,6 +786,10 @@ mod tests {
         assert!(messages.table_count() >= 1, "the flushed messages are in tables");
         let buffered = store.stats().memtable_bytes;
         assert!(buffered <= 2 << 20, "write buffers hold {buffered} bytes, more than two memtables");
+        // The tables' filters and indexes are in memory, and counted.
+        let pinned = messages.tree.pinned_filter_size() + messages.tree.pinned_block_index_size();
+        assert!(pinned > 0);
+        assert!(store.stats().table_index_bytes >= pinned as u64);
         assert_eq!(messages.tree.approximate_len(), 4_000, "every message is still there");
         let page = store.messages(Id::new(9), HistoryQuery::Latest, 100).unwrap();
         assert_eq!(page.len(), 100);

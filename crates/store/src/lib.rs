@@ -131,6 +131,10 @@ pub struct StoreStats {
     pub memtable_bytes: u64,
     /// Bytes of the engine's block cache in use (bounded by its configured size).
     pub block_cache_bytes: u64,
+    /// Bytes of the tables' bloom filters and block indexes the engine keeps in
+    /// memory (pinned, not in the block cache): they grow with the data stored, a
+    /// table at each memtable flush, and shrink when compaction merges tables.
+    pub table_index_bytes: u64,
     /// Bytes the process's allocator holds for the write buffers (see
     /// [`heap`]): the memtables' real footprint, where `memtable_bytes` is the
     /// engine's estimate. `None` without such an allocator or backend.

@@ -67,6 +67,8 @@ async fn metrics_count_requests_by_route_and_report_the_runtime() {
     // The account and guild writes sit in the memtables until a flush.
     assert!(value(&text, "guildhall_store_memtable_bytes").unwrap() > 0.0, "{text}");
     assert!(value(&text, "guildhall_store_block_cache_bytes").is_some());
+    // Nothing flushed yet: no tables, so no filters or indexes.
+    assert_eq!(value(&text, "guildhall_store_table_index_bytes"), Some(0.0), "{text}");
 
     // Scraping is not itself an API request.
     let again = scrape(&s).await;
