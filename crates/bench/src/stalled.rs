@@ -281,9 +281,14 @@ pub async fn run(a: StalledArgs) -> Res<PathBuf> {
     readers.quit().await;
     let samples = sampler.finish().await;
 
-    // Delivery to readers, both phases.
-    for (name, p) in [("A (readers only)", &pa), ("B (with stalled sessions)", &pb)] {
-        let expected = total as u64 * c.ok;
+    // Delivery to readers in every phase. The filling phase has no latency target
+    // and no sender-rate target (at the smoke test's 20 messages one slow call
+    // would miss it).
+    let fill = pf.as_ref().map(|p| ("while the stalled sessions' sockets fill", p, filling, false));
+    let phases =
+        [Some(("A (readers only)", &pa, total, true)), fill, Some(("B (with stalled sessions)", &pb, total, true))];
+    for (name, p, sent, rate_target) in phases.into_iter().flatten() {
+        let expected = sent as u64 * c.ok;
         r.row(
             format!("{name}: deliveries (expected {expected})"),
             "",
@@ -294,7 +299,8 @@ pub async fn run(a: StalledArgs) -> Res<PathBuf> {
         if let Some(b) = &p.first_bad {
             r.note(format!("{name}: {b}"));
         }
-        r.row(format!("{name}: messages/s achieved by the sender"), "/s", Goal::AtLeast(a.rate * 0.95), p.send_rate);
+        let rate_goal = if rate_target { Goal::AtLeast(a.rate * 0.95) } else { Goal::None };
+        r.row(format!("{name}: messages/s achieved by the sender"), "/s", rate_goal, p.send_rate);
         r.latency(&format!("{name}: REST send→reader"), &p.hist, None);
         r.row(format!("{name}: REST send→reader max"), "ms", Goal::None, ms(p.hist.max()));
         r.latency(&format!("{name}: REST call (sender)"), &p.rest_lat, None);
@@ -305,22 +311,6 @@ pub async fn run(a: StalledArgs) -> Res<PathBuf> {
         r.extra(&format!("{name}: slowest last reader per second of sending, ms"), json!(p.timeline));
         r.extra(&format!("{name}: slowest REST send per second of sending, ms"), json!(p.rest_timeline));
         r.extra(&format!("{name}: REST send → last reader per message, ms"), json!(p.per_message));
-    }
-    if let Some(p) = &pf {
-        let expected = filling as u64 * c.ok;
-        let name = "while the stalled sessions' sockets fill";
-        r.row(
-            format!("{name}: deliveries (expected {expected})"),
-            "",
-            Goal::AtLeast(expected as f64),
-            p.deliveries as f64,
-        );
-        r.row(format!("{name}: missing + duplicate + out-of-order"), "", Goal::AtMost(0.0), p.bad as f64);
-        if let Some(b) = &p.first_bad {
-            r.note(format!("{name}: {b}"));
-        }
-        r.latency(&format!("{name}: REST send→reader"), &p.hist, None);
-        r.extra(&format!("{name}: slowest last reader per second of sending, ms"), json!(p.timeline));
     }
     let (a50, a99) = (ms(pa.hist.quantile(0.5)), ms(pa.hist.quantile(0.99)));
     let b99 = ms(pb.hist.quantile(0.99));

@@ -44,6 +44,18 @@ async fn spawn(dir: &std::path::Path) -> Proc {
     Proc { child, base: format!("{base}/api/v10") }
 }
 
+/// Registers `username` and creates a guild; returns the token and the guild's
+/// system channel.
+async fn account_with_guild(http: &reqwest::Client, base: &str, username: &str) -> (String, String) {
+    let json = |req: reqwest::RequestBuilder| async move { req.send().await.unwrap().json::<Value>().await.unwrap() };
+    let body = json!({"username": username, "password": "correct horse battery", "consent": true});
+    let reg = json(http.post(format!("{base}/auth/register")).json(&body)).await;
+    let token = reg["token"].as_str().unwrap().to_string();
+    let guild = json!({"name": format!("{username}'s guild")});
+    let g = json(http.post(format!("{base}/guilds")).header("Authorization", &token).json(&guild)).await;
+    (token, g["system_channel_id"].as_str().unwrap().to_string())
+}
+
 async fn history(http: &reqwest::Client, base: &str, token: &str, channel: &str) -> Vec<Value> {
     let mut all = Vec::new();
     let mut before: Option<String> = None;
@@ -68,27 +80,7 @@ async fn acknowledged_messages_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = spawn(dir.path()).await;
     let http = reqwest::Client::new();
-    let reg: Value = http
-        .post(format!("{}/auth/register", p.base))
-        .json(&json!({"username": "crash", "password": "correct horse battery", "consent": true}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reg["token"].as_str().unwrap().to_string();
-    let g: Value = http
-        .post(format!("{}/guilds", p.base))
-        .header("Authorization", &token)
-        .json(&json!({"name": "storm"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let channel = g["system_channel_id"].as_str().unwrap().to_string();
+    let (token, channel) = account_with_guild(&http, &p.base, "crash").await;
 
     // A storm of concurrent senders; the server is killed in the middle of it.
     let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
@@ -184,27 +176,7 @@ async fn the_server_reports_what_its_write_buffers_hold() {
         let estimate = metric(&text, "guildhall_store_memtable_bytes").unwrap();
         (heap.unwrap_or_else(|| panic!("no write-buffer gauge: {text}")), estimate)
     };
-    let reg: Value = http
-        .post(format!("{}/auth/register", p.base))
-        .json(&json!({"username": "meter", "password": "correct horse battery", "consent": true}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reg["token"].as_str().unwrap().to_string();
-    let g: Value = http
-        .post(format!("{}/guilds", p.base))
-        .header("Authorization", &token)
-        .json(&json!({"name": "metered"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let channel = g["system_channel_id"].as_str().unwrap().to_string();
+    let (token, channel) = account_with_guild(&http, &p.base, "meter").await;
     let (heap0, estimate0) = scrape().await;
     assert!(heap0 >= estimate0 && estimate0 > 0.0, "the account and guild are buffered: {heap0} vs {estimate0}");
     let content = "x".repeat(1900);
